@@ -1,0 +1,44 @@
+"""`realtalk-bench` entry point. Each subcommand lives in its own module under harness/commands/ and
+exposes `add_parser(subparsers)`, which registers the sub-parser and sets `func(args) -> int`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.errors import BenchError
+
+# One line per subcommand module (harness/commands/<name>.py).
+COMMAND_MODULES: list[str] = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realtalk-bench",
+        description="Evaluate and benchmark audio-driven talking-face generation (RealTalk + baselines).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:  # clear one-line errors, no traceback soup
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

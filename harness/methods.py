@@ -1,0 +1,89 @@
+"""The method API and its one registry: a method turns (source clip, driving audio, setting) into frames.
+
+Data flows one way: splits -> methods -> metrics -> reports. A method never sees metrics.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal
+
+import numpy as np
+
+Setting = Literal["reconstruction", "cross_audio"]
+SETTINGS: tuple[str, ...] = ("reconstruction", "cross_audio")
+
+
+@dataclass
+class MethodInput:
+    """What a method gets for one clip and setting.
+
+    source_frames: uint8 RGB [T, H, W, 3] of the source clip at `fps` (full frames, source resolution).
+    audio: float32 mono at `sample_rate`, the driving speech (the clip's own in reconstruction, another
+    clip's in cross_audio). n_frames: how many frames to return = round(len(audio) / sample_rate * fps),
+    so that frame i covers audio samples [i*sr/fps, (i+1)*sr/fps).
+    """
+
+    clip_id: str
+    setting: str
+    source_video: Path
+    source_frames: np.ndarray
+    audio: np.ndarray
+    n_frames: int
+    fps: float = 25.0
+    sample_rate: int = 16000
+    audio_path: Path | None = None
+    workdir: Path | None = None  # scratch folder for subprocess methods
+
+
+class Method(ABC):
+    """A registered talking-face method."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = "in-process"  # "in-process" | "subprocess" | "reference"
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies the exact model (checkpoint sha256 + config) for caching generated videos."""
+
+    def availability(self) -> tuple[bool, str]:
+        """(True, "") when it can run here, else (False, reason naming the missing file)."""
+        return True, ""
+
+    @abstractmethod
+    def generate(self, inp: MethodInput) -> np.ndarray:
+        """Frames uint8 RGB [inp.n_frames, H, W, 3] at the source resolution, aligned to inp.audio."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "fingerprint": self.fingerprint()}
+
+
+REGISTRY: dict[str, Callable[..., Method]] = {}
+
+# Modules whose import registers a method. Add one line per method module.
+METHOD_MODULES: list[str] = [
+]
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: adds a method to the one registry under cls.name."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_all() -> dict[str, Callable[..., Method]]:
+    import importlib
+
+    for mod in METHOD_MODULES:
+        importlib.import_module(mod)
+    return REGISTRY
+
+
+def get_method(name: str, **kwargs: Any) -> Method:
+    load_all()
+    if name not in REGISTRY:
+        raise KeyError(f"unknown method {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[name](**kwargs)

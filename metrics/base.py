@@ -1,0 +1,132 @@
+"""The metric API: one registry; each metric declares its inputs, direction and pinned protocol.
+
+Shaped like torchmetrics (a metric object with state and a compute step) but per clip: every value is
+kept per frame and per clip, and the split value is the mean over clips (per-clip values stay for
+confidence intervals). Split-level metrics (FID) keep per-clip *states* (features) and aggregate them.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+NEEDS = frozenset({"generated", "ground_truth", "audio", "identity"})
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a value was made; two values are comparable only when their protocols are equal."""
+
+    metric: str
+    backend: str
+    weights_sha256: str | None
+    crop: str
+    resolution: int
+    fps: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ClipInput:
+    """One clip's aligned material, all at `fps` with frame i covering audio samples [sr/fps*i, sr/fps*(i+1)).
+
+    generated / ground_truth: uint8 RGB face crops [T, 256, 256, 3] from the same crop track (the ground
+    truth's), so they are pixel-aligned. identity: the identity reference crop [256, 256, 3] (by default
+    the first ground-truth frame). audio: float32 mono at `sample_rate`, the audio that drove generation.
+    """
+
+    clip_id: str
+    generated: np.ndarray
+    ground_truth: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    identity: np.ndarray | None = None
+    fps: float = 25.0
+    sample_rate: int = 16000
+
+
+@dataclass
+class ClipResult:
+    """Values of one metric on one clip: named scalars, optional per-frame arrays, and bookkeeping."""
+
+    values: dict[str, float]
+    per_frame: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. frames excluded, sync offset
+
+
+class Metric(ABC):
+    """A registered metric. Subclasses set the class attributes and implement compute_clip (or the
+    state/aggregate pair for split-level metrics)."""
+
+    name: ClassVar[str]  # registry key, e.g. "lmd"
+    outputs: ClassVar[tuple[str, ...]]  # value names, e.g. ("LMD", "M-LMD", "F-LMD")
+    higher_is_better: ClassVar[dict[str, bool]]  # per output
+    needs: ClassVar[frozenset[str]]  # subset of NEEDS
+    split_level: ClassVar[bool] = False  # True: values come from aggregate() over all clips' states
+
+    def __init__(self, batch_size: int = 32, device: str = "cpu") -> None:
+        self.batch_size = batch_size
+        self.device = device
+
+    @abstractmethod
+    def protocol(self) -> Protocol:
+        """The pinned protocol of this configured instance (backend, weights sha256, crop, fps, settings)."""
+
+    def availability(self) -> tuple[bool, str]:
+        """(True, "") when it can run here, else (False, reason naming the missing file/backend)."""
+        return True, ""
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        """Per-clip values. Split-level metrics may leave this unimplemented."""
+        raise NotImplementedError(f"{self.name} is split-level: use clip_state() + aggregate()")
+
+    # split-level metrics ---------------------------------------------------------------------------
+    def clip_state(self, clip: ClipInput) -> dict[str, np.ndarray]:
+        """Per-clip sufficient statistics (e.g. Inception features), cacheable and order-independent."""
+        raise NotImplementedError
+
+    def aggregate(self, states: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        """Split value from all clips' states."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Callable[..., Metric]] = {}
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: adds a metric to the one registry under cls.name."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"metric {cls.name!r} registered twice")
+    unknown = set(cls.needs) - NEEDS
+    if unknown:
+        raise ValueError(f"metric {cls.name!r} needs unknown inputs {unknown}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_metric(name: str, **kwargs: Any) -> Metric:
+    load_all()
+    if name not in REGISTRY:
+        raise KeyError(f"unknown metric {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[name](**kwargs)
+
+
+def load_all() -> dict[str, Callable[..., Metric]]:
+    """Import every metric module so its @register runs (modules list kept in metrics/__init__.py)."""
+    import importlib
+
+    from metrics import METRIC_MODULES
+
+    for mod in METRIC_MODULES:
+        importlib.import_module(mod)
+    return REGISTRY
