@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.fsutil import atomic_write_bytes
 from harness.paths import cache_dir
 
 
@@ -63,15 +64,7 @@ class Cache:
         return self.root / kind / f"{key}{suffix}"
 
     def _atomic_write(self, dst: Path, data: bytes) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-", suffix=dst.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(dst, data)
 
     # arrays -------------------------------------------------------------------------------------------
     def get_arrays(self, key: str) -> dict[str, np.ndarray] | None:

@@ -10,6 +10,18 @@ from harness.errors import BenchError
 
 # One line per subcommand module (harness/commands/<name>.py).
 COMMAND_MODULES: list[str] = [
+    "harness.commands.weights",
+    "harness.commands.metrics",
+    "harness.commands.train",
+    "harness.commands.splits",
+    "harness.commands.cache",
+    "harness.commands.doctor",
+    "harness.commands.latency",
+    "harness.commands.report",
+    "harness.commands.face_model",
+    "harness.commands.run",
+    "harness.commands.compare",
+    "harness.commands.demo",
 ]
 
 

@@ -55,6 +55,14 @@ class Method(ABC):
     def generate(self, inp: MethodInput) -> np.ndarray:
         """Frames uint8 RGB [inp.n_frames, H, W, 3] at the source resolution, aligned to inp.audio."""
 
+    def latency_stages(
+        self, *, device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> list[Any]:
+        """Timed regions (harness.latency.LatencyStage) for `realtalk-bench latency`. In-process methods
+        override this; subprocess methods are timed by wall time per frame of their command in a run."""
+        raise NotImplementedError(f"method {self.name!r} has no in-process latency stages")
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "fingerprint": self.fingerprint()}
 
@@ -63,6 +71,10 @@ REGISTRY: dict[str, Callable[..., Method]] = {}
 
 # Modules whose import registers a method. Add one line per method module.
 METHOD_MODULES: list[str] = [
+    "realtalk.method",
+    "baselines.reference",
+    "baselines.wav2lip.method",
+    "baselines.subprocess_adapter",
 ]
 
 

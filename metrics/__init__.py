@@ -2,4 +2,11 @@
 
 # Modules whose import registers a metric. Add one line per metric module.
 METRIC_MODULES: list[str] = [
+    "metrics.lmd",
+    "metrics.ssim",
+    "metrics.psnr",
+    "metrics.fid",
+    "metrics.lpips_metric",
+    "metrics.csim",
+    "metrics.syncnet_lse",
 ]

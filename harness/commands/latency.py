@@ -1,0 +1,152 @@
+"""`realtalk-bench latency`: per-method, per-stage latency; `--check budgets.yaml` gates CI."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BenchError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("latency", help="per-stage latency of a method (p50/p95 ms per frame, fps, memory, FLOPs)")
+    p.add_argument("--method", default="realtalk")
+    p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the method (e.g. config=paper, checkpoint=PATH)")
+    p.add_argument("--stage", default="all", help="a2e|mask|renderer|paste|all (method-specific names)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--frames", type=int, default=16, help="frames per timed call for windowed stages")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--cuda-graphs", action="store_true", help="capture CUDA graphs (GPU only)")
+    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--json", type=Path, help="write results as JSON here")
+    p.add_argument("--run", type=Path, help="add the results to this run store (summary.json 'latency')")
+    p.add_argument("--check", type=Path, metavar="BUDGETS.yaml", help="time every budget for this device; exit 1 if over")
+    p.set_defaults(func=run)
+
+
+def parse_method_args(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise BenchError(f"--method-arg {item!r} is not KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.split(".")[-1]] = v
+    return out
+
+
+def measure(method_name: str, method_kwargs: dict[str, Any], stage: str, **opts: Any) -> list[dict[str, Any]]:
+    """Time the method's stages (all, or the one named) and return result dicts."""
+    from harness.latency import time_stage
+    from harness.methods import get_method
+
+    method = get_method(method_name, **method_kwargs)
+    stages = method.latency_stages(
+        device=opts["device"], batch=opts["batch"], dtype=opts["dtype"], compile=opts["compile"],
+        cuda_graphs=opts["cuda_graphs"],
+    )
+    chosen = [s for s in stages if stage in ("all", s.name)]
+    if not chosen:
+        raise BenchError(f"method {method_name!r} has no stage {stage!r}; it has {[s.name for s in stages]}")
+    results = []
+    for s in chosen:
+        r = time_stage(s, method=method_name, device=opts["device"], dtype=opts["dtype"], batch=opts["batch"],
+                       iterations=opts["iterations"], warmup=opts["warmup"], compile=opts["compile"],
+                       cuda_graphs=opts["cuda_graphs"])
+        results.append(r.to_dict())
+    return results
+
+
+def print_table(results: list[dict[str, Any]], title: str = "latency") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("method", "stage", "device", "dtype", "batch", "p50 ms/frame", "p95 ms/frame", "mean ms/frame",
+                "frames/s", "peak MB", "params", "GFLOP/frame"):
+        t.add_column(col, justify="right" if col not in ("method", "stage", "device", "dtype") else "left")
+    for r in results:
+        t.add_row(r["method"], r["stage"], r["device"], r["dtype"], str(r["batch"]), f"{r['p50_ms_per_frame']:.3f}",
+                  f"{r['p95_ms_per_frame']:.3f}", f"{r['mean_ms_per_frame']:.3f}", f"{r['frames_per_s']:.1f}",
+                  "—" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.1f}",
+                  "—" if r["params"] is None else f"{r['params']:,}",
+                  "—" if r["flops_per_frame"] is None else f"{r['flops_per_frame'] / 1e9:.3f}")
+    Console().print(t)
+
+
+def add_to_run(run_dir: Path, results: list[dict[str, Any]]) -> None:
+    """Merge results into runs/ID/latency.json and summary.json['latency'] (atomic replace)."""
+    from harness.fsutil import atomic_write_json
+
+    lat_path = run_dir / "latency.json"
+    current: dict[str, Any] = json.loads(lat_path.read_text()) if lat_path.exists() else {}
+    for r in results:
+        current.setdefault(r["method"], {})[r["stage"]] = r
+    atomic_write_json(lat_path, current)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        summary["latency"] = current
+        atomic_write_json(summary_path, summary)
+
+
+def check_budgets(path: Path, args: argparse.Namespace) -> int:
+    from harness.budgets import load_budgets
+    from harness.latency import device_name, reference_op_ms
+
+    budgets = load_budgets(path)
+    name = device_name(args.device)
+    cls = budgets.device_class(args.device, name)
+    if cls is None:
+        print(f"no device class in {path} matches {args.device} ({name}); nothing checked")
+        return 0
+    ref_ms = reference_op_ms(args.device)
+    print(f"device class {cls!r} ({name}); reference op (512x512 fp32 matmul) {ref_ms:.3f} ms")
+    failed = 0
+    rows = []
+    for b in budgets.budgets:
+        if b.device_class != cls:
+            continue
+        opts = dict(device=args.device, batch=b.batch, dtype=b.dtype, compile=args.compile,
+                    cuda_graphs=args.cuda_graphs, iterations=args.iterations, warmup=args.warmup)
+        res = measure(b.method, parse_method_args(args.method_arg), b.stage, **opts)[0]
+        limit = b.limit_ms(ref_ms)
+        ok = res["p50_ms_per_frame"] <= limit
+        failed += not ok
+        res["budget_ms_per_frame"] = limit
+        res["budget_ok"] = ok
+        rows.append(res)
+        how = f"{b.ratio} x ref" if b.ratio is not None else "absolute"
+        print(f"{'OK  ' if ok else 'OVER'} {b.method}/{b.stage} batch {b.batch} {b.dtype}: "
+              f"p50 {res['p50_ms_per_frame']:.3f} ms/frame, budget {limit:.3f} ms ({how})")
+    if args.json:
+        args.json.write_text(json.dumps({"device_class": cls, "reference_op_ms": ref_ms, "results": rows}, indent=2))
+    return 1 if failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        raise BenchError("--cuda-graphs needs --device cuda")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchError("--device cuda but no CUDA device is visible (torch.cuda.is_available() is False)")
+    if args.check:
+        return check_budgets(args.check, args)
+    opts = dict(device=args.device, batch=args.batch, dtype=args.dtype, compile=args.compile,
+                cuda_graphs=args.cuda_graphs, iterations=args.iterations, warmup=args.warmup)
+    results = measure(args.method, parse_method_args(args.method_arg), args.stage, **opts)
+    print_table(results)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.run:
+        add_to_run(args.run, results)
+    return 0

@@ -1,0 +1,74 @@
+"""`realtalk-bench metrics --gen X --gt Y`: every available metric for one generated/ground-truth pair."""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("metrics", help="compute all available metrics for one generated vs ground-truth pair")
+    p.add_argument("--gen", help="generated video, or a folder of frames (png/jpg, sorted)")
+    p.add_argument("--gt", help="ground-truth video, or a folder of frames")
+    p.add_argument("--audio", help="driving audio (wav); default: the ground truth's audio track if any")
+    p.add_argument("--metrics", help="comma-separated metric names (default: all registered)")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--benchmark", action="store_true", help="print frames/s per metric on the real test clips")
+    p.set_defaults(func=run)
+
+
+def _fmt(v: float) -> str:
+    return "inf" if math.isinf(v) else ("nan" if math.isnan(v) else f"{v:.4f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.errors import BenchError
+
+    if args.benchmark:
+        from metrics.throughput import main as bench
+
+        return bench(["--frames", str(args.max_frames or 50), "--batch-size", str(args.batch_size)])
+    if not args.gen or not args.gt:
+        raise BenchError("--gen and --gt are required (or --benchmark)")
+    from harness.media import read_audio
+    from metrics.compute import aligned_crops, compute_pair, load_video_or_dir
+
+    gt = load_video_or_dir(args.gt, args.fps, args.max_frames)
+    gen = load_video_or_dir(args.gen, args.fps, args.max_frames)
+    audio = None
+    if args.audio:
+        audio = read_audio(args.audio)
+    elif getattr(gt.info, "has_audio", False):
+        audio = read_audio(args.gt)
+    gen_crops, gt_crops = aligned_crops(gen, gt)
+    names = [n.strip() for n in args.metrics.split(",")] if args.metrics else None
+    res = compute_pair(gen_crops, gt_crops, audio, names, args.batch_size, args.device)
+
+    console = Console()
+    table = Table(title=f"{args.gen} vs {args.gt} ({res.n_frames} frames, ground truth's crop track)")
+    for col in ("metric", "value", "better", "backend", "weights sha256", "protocol"):
+        table.add_column(col)
+    from metrics.base import load_all
+
+    reg = load_all()
+    for name, vals in res.values.items():
+        proto = res.protocols[name]
+        for vname, v in vals.items():
+            hib = reg[name].higher_is_better.get(vname, True)
+            table.add_row(vname, _fmt(v), "higher" if hib else "lower", proto.backend,
+                          (proto.weights_sha256 or "-")[:12], proto.fingerprint())
+    console.print(table)
+    for name, extra in res.extra.items():
+        if extra.get("frames_excluded"):
+            console.print(f"{name}: {extra['frames_excluded']} frame(s) excluded (no landmarks)")
+    for name, reason in res.unavailable.items():
+        console.print(f"[yellow]unavailable[/] {name}: {reason}")
+    for name, err in res.errors.items():
+        console.print(f"[red]failed[/] {name}: {err}")
+    return 1 if res.errors else 0

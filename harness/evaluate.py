@@ -1,0 +1,331 @@
+"""One clip, one setting, one method -> generated frames -> metric values (the glue between the modules).
+
+Per task: load the source frames (frame_range at 25 fps) and the driving audio (own speech in
+reconstruction; the drive_audio / drive_clip speech in cross_audio, cut to the source length), let the
+method generate, crop the generated frames with the GROUND TRUTH's crop track, and run every metric
+that applies to the setting. Ground-truth work (media, face track, crops, landmarks) is done once per
+clip and reused by every method; generated frames are cached per method fingerprint, so a rerun or a
+resumed run does not regenerate. Nothing here raises for a bad clip: the outcome says what failed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import tempfile
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.cache import Cache, default_cache, make_key
+from harness.errors import BenchError, ManifestError
+from harness.methods import Method, MethodInput
+from metrics.base import ClipInput, Metric
+
+GENERATED_VERSION = "gen-1"
+LABEL = "GENERATED"
+
+
+def metric_applies(metric: Metric, setting: str) -> bool:
+    """Cross-audio has no pixel ground truth: per-clip metrics that need it are skipped there.
+    Split-level ones (FID) compare against the real crops' distribution, which is still valid."""
+    return not (setting == "cross_audio" and "ground_truth" in metric.needs and not metric.split_level)
+
+
+@dataclass
+class ClipTask:
+    """What to evaluate: picklable, so it can travel to a Ray worker."""
+
+    method: str
+    setting: str
+    clip_id: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.method, self.setting, self.clip_id)
+
+
+@dataclass
+class ClipOutcome:
+    """A finished (or failed) task: the store record, split-level states and the encoded video."""
+
+    record: dict[str, Any]
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    video: bytes | None = None
+
+
+@dataclass
+class EvalSpec:
+    """Everything a (possibly remote) worker needs to rebuild the evaluator: names and arguments, no objects."""
+
+    methods: dict[str, dict[str, Any]]  # name -> constructor kwargs
+    metrics: list[str]
+    clips: dict[str, Any]  # clip_id -> ClipEntry (all clips of the split, for drive_clip lookups)
+    root: str
+    fps: float = 25.0
+    sample_rate: int = 16000
+    device: str = "cpu"
+    batch_size: int = 32
+    write_videos: bool = True
+    plugins: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # REALTALK_BENCH_* to export in workers
+
+    def token(self) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ClipIO:
+    """Media and face access through the real modules (tests may substitute a subclass)."""
+
+    def load_media(self, entry: Any, root: str, fps: float, sample_rate: int) -> tuple[Any, np.ndarray]:
+        from harness.splits import load_clip_media
+
+        return load_clip_media(entry, root, fps=fps, sample_rate=sample_rate)
+
+    def read_audio(self, path: Path, sample_rate: int, start_s: float, duration_s: float | None) -> np.ndarray:
+        from harness.media import read_audio
+
+        return read_audio(path, sample_rate=sample_rate, start_s=start_s, duration_s=duration_s)
+
+    def faces(self, video: Any) -> Any:
+        from harness.faces.clip import clip_faces
+
+        return clip_faces(video)
+
+    def crop(self, frames: np.ndarray, crop_track: Any) -> np.ndarray:
+        from harness.faces.crop import crop_frames
+
+        return crop_frames(frames, crop_track)
+
+    def write_video(self, path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sample_rate: int) -> None:
+        from harness.media import write_video
+
+        write_video(path, frames, fps=fps, audio=audio, sample_rate=sample_rate)
+
+
+def _slice_track(crop_track: Any, n: int) -> Any:
+    if len(crop_track) == n:
+        return crop_track
+    return dataclasses.replace(crop_track, boxes=np.asarray(crop_track.boxes)[:n])
+
+
+def label_frames(frames: np.ndarray, text: str = LABEL) -> np.ndarray:
+    """Burn a small 'GENERATED' label into the bottom-left corner of the frames written to the store."""
+    import cv2
+
+    out = np.ascontiguousarray(frames.copy())
+    h = out.shape[1]
+    scale = max(0.35, h / 700.0)
+    thick = max(1, int(round(scale * 2)))
+    org = (int(6 * scale) + 2, h - int(8 * scale) - 2)
+    for fr in out:
+        cv2.putText(fr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(fr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def _err(exc: BaseException) -> str:
+    if isinstance(exc, BenchError):
+        return f"{type(exc).__name__}: {exc}"
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class Evaluator:
+    """Runs ClipTasks with instantiated methods and metrics; keeps the last clips' ground truth in memory."""
+
+    def __init__(self, methods: dict[str, Method], metrics: dict[str, Metric], clips: dict[str, Any], root: str,
+                 fps: float = 25.0, sample_rate: int = 16000, io_: ClipIO | None = None, cache: Cache | None = None,
+                 write_videos: bool = True, gt_memo: int = 2):
+        self.methods, self.metrics, self.clips = methods, metrics, clips
+        self.root, self.fps, self.sample_rate = root, fps, sample_rate
+        self.io = io_ or ClipIO()
+        self.cache = cache if cache is not None else default_cache()
+        self.write_videos = write_videos
+        self._gt: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._gt_size = gt_memo
+        self._protocols = {n: m.protocol().fingerprint() for n, m in metrics.items()}
+
+    @classmethod
+    def from_spec(cls, spec: EvalSpec, io_: ClipIO | None = None) -> "Evaluator":
+        import importlib
+
+        from harness.methods import get_method
+        from metrics.base import get_metric
+
+        for k, v in spec.env.items():
+            os.environ.setdefault(k, v)
+        for mod in spec.plugins:
+            importlib.import_module(mod)
+        methods = {n: get_method(n, **kw) for n, kw in spec.methods.items()}
+        metrics = {n: get_metric(n, batch_size=spec.batch_size, device=spec.device) for n in spec.metrics}
+        return cls(methods, metrics, spec.clips, spec.root, spec.fps, spec.sample_rate, io_=io_,
+                   write_videos=spec.write_videos)
+
+    # ground truth --------------------------------------------------------------------------------------
+    def ground_truth(self, clip_id: str, setting: str) -> dict[str, Any]:
+        """Source video + faces (shared by all methods), and the setting's driving audio."""
+        key = (clip_id, setting)
+        if key in self._gt:
+            self._gt.move_to_end(key)
+            return self._gt[key]
+        entry = self.clips[clip_id]
+        src = next((v for (c, _s), v in self._gt.items() if c == clip_id), None)
+        t0 = time.perf_counter()
+        if src is not None:
+            video, own_audio, faces = src["video"], src["own_audio"], src["faces"]
+            t_media = t_faces = 0.0
+        else:
+            video, own_audio = self.io.load_media(entry, self.root, self.fps, self.sample_rate)
+            t_media = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            faces = self.io.faces(video)
+            t_faces = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        audio, audio_path, drive = self._driving_audio(entry, setting, len(video.frames), own_audio)
+        spf = int(round(self.sample_rate / self.fps))
+        n = min(len(video.frames), len(audio) // spf)
+        if n <= 0:
+            raise BenchError(f"clip {clip_id}: no frames to evaluate in {setting} (driving audio {len(audio)} samples)")
+        gt = {"video": video, "own_audio": own_audio, "faces": faces, "audio": audio[: n * spf].astype(np.float32),
+              "audio_path": audio_path, "drive": drive, "n_frames": n,
+              "timings": {"load_media_s": t_media, "faces_s": t_faces, "drive_audio_s": time.perf_counter() - t2}}
+        self._gt[key] = gt
+        while len(self._gt) > self._gt_size:
+            self._gt.popitem(last=False)
+        return gt
+
+    def _driving_audio(self, entry: Any, setting: str, n_src: int, own: np.ndarray) -> tuple[np.ndarray, Path, str]:
+        from harness.paths import data_root
+
+        root = data_root(self.root)
+        if setting == "reconstruction":
+            return own, root / entry.audio_path(), "own"
+        if setting != "cross_audio":
+            raise BenchError(f"unknown setting {setting!r}")
+        dur = n_src / self.fps
+        if entry.drive_audio:
+            p = root / entry.drive_audio
+            return self.io.read_audio(p, self.sample_rate, 0.0, dur), p, entry.drive_audio
+        if entry.drive_clip:
+            other = self.clips[entry.drive_clip]
+            start = other.frame_range[0] / self.fps if other.frame_range else 0.0
+            p = root / other.audio_path()
+            return self.io.read_audio(p, self.sample_rate, start, dur), p, f"clip:{entry.drive_clip}"
+        raise ManifestError(f"clip {entry.clip_id} has neither drive_audio nor drive_clip: no cross-audio pair")
+
+    # generation ----------------------------------------------------------------------------------------
+    def generated(self, method: Method, task: ClipTask, gt: dict[str, Any]) -> tuple[np.ndarray, bool]:
+        """Generated frames for the task, from the cache when this exact model already made them."""
+        entry = self.clips[task.clip_id]
+        video, n = gt["video"], gt["n_frames"]
+        cacheable = method.kind != "reference" and self.cache.enabled
+        key = None
+        if cacheable:
+            key = make_key("generated", GENERATED_VERSION, inputs=[video.path, gt["audio_path"]], method=method.name,
+                           fingerprint=method.fingerprint(), clip_id=task.clip_id, setting=task.setting,
+                           frame_range=entry.frame_range, n_frames=n, fps=self.fps, sample_rate=self.sample_rate,
+                           drive=gt["drive"])
+            p = self.cache.file_path(key, ".npz")
+            if p.exists():
+                try:
+                    with np.load(p, allow_pickle=False) as z:
+                        return z["frames"], True
+                except (OSError, ValueError, KeyError, EOFError):
+                    p.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="rtb-gen-") as wd:
+            inp = MethodInput(clip_id=task.clip_id, setting=task.setting, source_video=Path(video.path),
+                              source_frames=video.frames, audio=gt["audio"], n_frames=n, fps=self.fps,
+                              sample_rate=self.sample_rate, audio_path=Path(gt["audio_path"]), workdir=Path(wd))
+            frames = method.generate(inp)
+        frames = np.asarray(frames)
+        exp = (n, *video.frames.shape[1:])
+        if frames.dtype != np.uint8 or frames.shape != exp:
+            raise BenchError(f"method {method.name} returned {frames.dtype} {frames.shape}, expected uint8 {exp}")
+        if key is not None:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, frames=frames)
+            from harness.fsutil import atomic_write_bytes
+
+            atomic_write_bytes(self.cache.file_path(key, ".npz"), buf.getvalue())
+        return frames, False
+
+    # the task ------------------------------------------------------------------------------------------
+    def run(self, task: ClipTask) -> ClipOutcome:
+        t_start = time.perf_counter()
+        method = self.methods[task.method]
+        rec: dict[str, Any] = {"method": task.method, "setting": task.setting, "clip_id": task.clip_id,
+                               "status": "failed", "error": None, "method_fingerprint": None,
+                               "values": {}, "extra": {}, "protocols": {}, "metric_errors": {},
+                               "skipped_metrics": {}, "timings": {}}
+        try:
+            rec["method_fingerprint"] = method.fingerprint()
+            entry = self.clips[task.clip_id]
+            rec["frame_range"] = list(entry.frame_range) if entry.frame_range else None
+            gt = self.ground_truth(task.clip_id, task.setting)
+            rec["timings"].update(gt["timings"])
+            gt["timings"] = {k: 0.0 for k in gt["timings"]}  # counted once, on the first method
+            n = gt["n_frames"]
+            rec["n_frames"], rec["drive"] = n, gt["drive"]
+            t0 = time.perf_counter()
+            frames, from_cache = self.generated(method, task, gt)
+            rec["timings"]["generate_s"] = time.perf_counter() - t0
+            rec["generated_from_cache"] = from_cache
+            t0 = time.perf_counter()
+            faces = gt["faces"]
+            track = _slice_track(faces.crop_track, n)
+            gen_crops = self.io.crop(frames, track)
+            rec["timings"]["crop_s"] = time.perf_counter() - t0
+            clip = ClipInput(clip_id=task.clip_id, generated=gen_crops, ground_truth=np.asarray(faces.crops)[:n],
+                             audio=gt["audio"], identity=np.asarray(faces.crops)[0], fps=self.fps,
+                             sample_rate=self.sample_rate)
+            states: dict[str, dict[str, np.ndarray]] = {}
+            rec["timings"]["metrics"] = {}
+            for name, metric in self.metrics.items():
+                if not metric_applies(metric, task.setting):
+                    rec["skipped_metrics"][name] = f"needs pixel ground truth, not defined in {task.setting}"
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    if metric.split_level:
+                        states[name] = {k: np.asarray(v) for k, v in metric.clip_state(clip).items()}
+                    else:
+                        res = metric.compute_clip(clip)
+                        rec["values"][name] = {k: float(v) for k, v in res.values.items()}
+                        if res.extra:
+                            rec["extra"][name] = res.extra
+                    rec["protocols"][name] = self._protocols[name]
+                except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the others
+                    rec["metric_errors"][name] = _err(exc)
+                rec["timings"]["metrics"][name] = time.perf_counter() - t0
+            video_bytes = None
+            if self.write_videos:
+                t0 = time.perf_counter()
+                try:
+                    video_bytes = self._encode(frames, gt["audio"])
+                except Exception as exc:  # noqa: BLE001 - the values stand without the video
+                    rec["video_error"] = _err(exc)
+                rec["timings"]["write_video_s"] = time.perf_counter() - t0
+            rec["status"] = "ok"
+            rec["timings"]["total_s"] = time.perf_counter() - t_start
+            return ClipOutcome(rec, states, video_bytes)
+        except Exception as exc:  # noqa: BLE001 - a failed clip is recorded and the run goes on
+            rec["error"] = _err(exc)
+            rec["timings"]["total_s"] = time.perf_counter() - t_start
+            return ClipOutcome(rec)
+
+    def _encode(self, frames: np.ndarray, audio: np.ndarray) -> bytes | None:
+        """The generated video (labelled) with the driving audio muxed, as mp4 bytes."""
+        with tempfile.TemporaryDirectory(prefix="rtb-vid-") as d:
+            p = Path(d) / "generated.mp4"
+            self.io.write_video(p, label_frames(frames), self.fps, audio, self.sample_rate)
+            return p.read_bytes()

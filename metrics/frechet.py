@@ -1,0 +1,47 @@
+"""Fréchet distance between two Gaussians fitted to feature sets (the FID formula), in float64.
+
+Same algorithm as pytorch-fid's calculate_frechet_distance (Dougal Sutherland's stable version):
+sqrtm of sigma1 @ sigma2; if that is not finite, retry with eps*I added to both covariances; a tiny
+imaginary part from numerical error is dropped, a large one is an error.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (ddof=1, as np.cov / pytorch-fid) of [N, D] features, in float64."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors of shape [N, D], got {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))."""
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        warnings.warn(f"Fréchet distance: singular product; adding {eps} to the covariance diagonals", stacklevel=2)
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Fréchet distance: imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def fid_from_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
+    """FID between two [N, D] feature sets."""
+    m1, s1 = gaussian_stats(feats1)
+    m2, s2 = gaussian_stats(feats2)
+    return frechet_distance(m1, s1, m2, s2)

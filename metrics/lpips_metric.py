@@ -1,0 +1,93 @@
+"""LPIPS (lpips 0.1.4, net='alex', version='0.1') on the 256x256 crops, inputs scaled to [-1,1], per frame
+then mean (lower is better).
+
+Offline: lpips.LPIPS() builds torchvision's AlexNet with pretrained weights, which torch.hub fetches when
+alexnet-owt-7be5be79.pth is not in $TORCH_HOME/hub/checkpoints. We construct it with pnet_rand=True (no
+torchvision weights requested at all; the linear heads still load from the lpips package) and load the
+verified hub file (weights key `alexnet`) into lpips' AlexNet slices ourselves: features.N -> net.sliceK.N.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness import weights
+from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from metrics.ssim import _pair
+
+_LOCK = threading.Lock()
+_NETS: dict[tuple[str, str], Any] = {}
+
+
+def build_lpips(alexnet_path: str, device: str = "cpu") -> Any:
+    """lpips.LPIPS(net='alex', version='0.1') with the AlexNet trunk from `alexnet_path`, never downloading."""
+    import lpips
+    import torch
+
+    model = lpips.LPIPS(pretrained=True, net="alex", version="0.1", pnet_rand=True, verbose=False)
+    sd = torch.load(alexnet_path, map_location="cpu", weights_only=True)
+    owner = {}  # features index -> slice name, from lpips' own slicing
+    for sname, seq in model.net.named_children():
+        for idx in seq._modules:
+            owner[int(idx)] = sname
+    trunk = {}
+    for k, v in sd.items():
+        if k.startswith("features."):
+            _, idx, rest = k.split(".", 2)
+            trunk[f"{owner[int(idx)]}.{idx}.{rest}"] = v
+    model.net.load_state_dict(trunk, strict=True)
+    return model.eval().to(device)
+
+
+def lpips_frames(model: Any, gen: np.ndarray, gt: np.ndarray, batch_size: int = 32, device: str = "cpu") -> np.ndarray:
+    """Per-frame LPIPS [T] of uint8 RGB frames."""
+    import torch
+
+    def to_t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(gen), batch_size):
+            d = model(to_t(gen[i:i + batch_size]), to_t(gt[i:i + batch_size]))
+            out.append(d.reshape(-1).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+@register
+class LPIPS(Metric):
+    """Learned perceptual distance of generated vs ground-truth crops."""
+
+    name: ClassVar[str] = "lpips"
+    outputs: ClassVar[tuple[str, ...]] = ("LPIPS",)
+    higher_is_better: ClassVar[dict[str, bool]] = {"LPIPS": False}
+    needs: ClassVar[frozenset[str]] = frozenset({"generated", "ground_truth"})
+
+    def availability(self) -> tuple[bool, str]:
+        state, path, _ = weights.check("alexnet")
+        if state in ("found", "unverified"):
+            return True, ""
+        w = weights.REGISTRY["alexnet"]
+        return False, f"{w.filename} not at {path}" + ("" if state == "missing" else f" ({state})")
+
+    def protocol(self) -> Protocol:
+        state, _, digest = weights.check("alexnet")
+        return Protocol(metric="LPIPS", backend="lpips-0.1.4", weights_sha256=digest,
+                        crop="gt crop track, 256x256 RGB uint8", resolution=256, fps=25.0,
+                        settings={"net": "alex", "version": "0.1", "input": "x/127.5-1 in [-1,1]",
+                                  "reduce": "per frame, then mean", "weights_state": state})
+
+    def _model(self) -> Any:
+        path = weights.require("alexnet")
+        key = (str(path), self.device)
+        with _LOCK:
+            if key not in _NETS:
+                _NETS[key] = build_lpips(str(path), self.device)
+            return _NETS[key]
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        gen, gt = _pair(clip)
+        per = lpips_frames(self._model(), gen, gt, self.batch_size, self.device)
+        return ClipResult(values={"LPIPS": float(per.mean())}, per_frame={"LPIPS": per}, extra={"frames": len(per)})

@@ -1,0 +1,181 @@
+"""LSE-C / LSE-D: lip-sync confidence and distance from SyncNet v2, following joonson/syncnet_python.
+
+The reference (SyncNetInstance.evaluate) on a 25 fps face track with 16 kHz mono int16 audio:
+  video  each frame a 224x224 BGR colour image with raw 0..255 values; a sample is 5 consecutive frames
+         ([3,5,224,224], a 3-D conv input; not grayscale, not 15 stacked channels).
+  audio  python_speech_features.mfcc(int16 samples, 16000) with its defaults (13 cepstra, 25 ms window,
+         10 ms step = 100 Hz, 4 steps per video frame); a sample is 20 steps ([1,13,20]) starting at 4*v.
+  windows v = 0 .. min(T, floor(n_samples/640)) - 6  (the reference's `lastframe = min_length - 5` range).
+  calc_pdist: for each window v, L2 distances (torch pairwise_distance, eps 1e-6) between video feature v and
+         audio features v-15 .. v+15 (zero features past the ends); mean over windows -> 31 mean distances.
+  LSE-D = min of the mean distances; LSE-C = median - min; AV offset = vshift - argmin (frames).
+Where we differ, by necessity: the reference crops the S3FD track with crop_scale 0.4 (a square of 2.8x the
+half box size, the box centre 0.4 half-sizes above the crop centre) and passes the frames through an XVID
+.avi and -qscale 2 JPEGs. We receive the harness's 256x256 crops of the ground-truth crop track and resize
+them to 224x224 with cv2.resize INTER_LINEAR (the interpolation the reference uses for its crop). Audio
+arrives as float32 in [-1, 1]; it is rescaled to int16 values (round(x*32768)) because the MFCC's c0 (log
+energy) depends on the scale the reference reads from its int16 wav.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+
+from harness import weights
+from harness.errors import MediaError, MetricUnavailable
+from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from metrics.syncnet_model import SyncNetV2, load_syncnet
+
+VSHIFT = 15
+FPS = 25.0
+SAMPLE_RATE = 16000
+SIZE = 224
+WIN_FRAMES = 5
+MFCC_PER_FRAME = 4
+WIN_MFCC = 20
+
+
+def frames_to_input(frames: np.ndarray) -> torch.Tensor:
+    """uint8 RGB [T,H,W,3] crops -> float32 [3, T, 224, 224] BGR, raw 0..255 (the reference's imtv without batch)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise MediaError(f"SyncNet expects RGB frames [T,H,W,3], got {frames.shape}")
+    out = np.empty((len(frames), SIZE, SIZE, 3), dtype=np.uint8)
+    for i, f in enumerate(frames):
+        f = np.ascontiguousarray(f[:, :, ::-1])
+        out[i] = f if f.shape[:2] == (SIZE, SIZE) else cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(out.astype(np.float32)).permute(3, 0, 1, 2).contiguous()
+
+
+def audio_to_int16_scale(audio: np.ndarray) -> np.ndarray:
+    """float [-1,1] -> the int16 sample values the reference reads from its pcm_s16le wav (as float64)."""
+    a = np.asarray(audio)
+    if a.dtype.kind == "i":
+        return a.astype(np.float64)
+    return np.clip(np.round(a.astype(np.float64) * 32768.0), -32768, 32767)
+
+
+def mfcc_input(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """[13, S] float32 MFCC at 100 Hz, exactly python_speech_features.mfcc(int16 audio, 16000) transposed."""
+    import python_speech_features
+
+    if sample_rate != SAMPLE_RATE:
+        raise MediaError(f"SyncNet protocol needs {SAMPLE_RATE} Hz audio, got {sample_rate}")
+    feats = python_speech_features.mfcc(audio_to_int16_scale(audio), SAMPLE_RATE)
+    return torch.from_numpy(np.ascontiguousarray(feats.T)).float()
+
+
+def n_windows(n_frames: int, n_samples: int) -> int:
+    """Number of 5-frame windows the reference evaluates (its `lastframe`)."""
+    return min(n_frames, math.floor(n_samples / (SAMPLE_RATE / FPS))) - WIN_FRAMES
+
+
+@torch.no_grad()
+def embed_windows(net: SyncNetV2, video: torch.Tensor, mfcc: torch.Tensor, n_win: int, batch_size: int,
+                  device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Video and audio embeddings [n_win, D] of windows v = 0..n_win-1 (float32, on CPU)."""
+    im_feat, cc_feat = [], []
+    for s in range(0, n_win, batch_size):
+        vs = range(s, min(n_win, s + batch_size))
+        im = torch.stack([video[:, v : v + WIN_FRAMES] for v in vs]).to(device)
+        cc = torch.stack([mfcc[None, :, MFCC_PER_FRAME * v : MFCC_PER_FRAME * v + WIN_MFCC] for v in vs]).to(device)
+        im_feat.append(net.forward_lip(im).cpu())
+        cc_feat.append(net.forward_aud(cc).cpu())
+    return torch.cat(im_feat), torch.cat(cc_feat)
+
+
+def offset_distances(im_feat: torch.Tensor, cc_feat: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
+    """[n_win, 2*vshift+1]: column j = distance of video window v to audio window v + j - vshift (zero-padded),
+    the reference calc_pdist's values, vectorised."""
+    win = 2 * vshift + 1
+    padded = torch.nn.functional.pad(cc_feat, (0, 0, vshift, vshift))
+    shifted = padded.unfold(0, win, 1).permute(0, 2, 1)  # [n_win, win, D]
+    return torch.nn.functional.pairwise_distance(im_feat[:, None, :].expand_as(shifted), shifted)
+
+
+def lse_from_distances(dists: torch.Tensor, vshift: int = VSHIFT) -> dict[str, float | int | np.ndarray]:
+    """LSE-D (min mean distance), LSE-C (median - min), offset (vshift - argmin) and the per-offset means."""
+    mdist = dists.mean(0)
+    minval, minidx = torch.min(mdist, 0)
+    return {
+        "LSE-D": float(minval),
+        "LSE-C": float(torch.median(mdist) - minval),
+        "offset": int(vshift - int(minidx)),
+        "mean_dists": mdist.numpy(),
+        "dist_at_best": dists[:, int(minidx)].numpy(),
+    }
+
+
+@register
+class SyncNetLSE(Metric):
+    """LSE-C (higher better) and LSE-D (lower better) of the generated frames against the driving audio."""
+
+    name = "syncnet"
+    outputs = ("LSE-C", "LSE-D")
+    higher_is_better = {"LSE-C": True, "LSE-D": False}
+    needs = frozenset({"generated", "audio"})
+
+    def __init__(self, batch_size: int = 20, device: str = "cpu") -> None:
+        super().__init__(batch_size=batch_size, device=device)
+        self._net: SyncNetV2 | None = None
+
+    def availability(self) -> tuple[bool, str]:
+        state, path, _ = weights.check("syncnet_v2")
+        if state == "found":
+            return True, ""
+        return False, (f"syncnet_v2.model {state} at {path} (put the official file there; "
+                       f"{weights.REGISTRY['syncnet_v2'].fetch_command()})")
+
+    def net(self) -> SyncNetV2:
+        if self._net is None:
+            ok, why = self.availability()
+            if not ok:
+                raise MetricUnavailable(f"SyncNet unavailable: {why}", weights.check("syncnet_v2")[1])
+            self._net = load_syncnet(weights.require("syncnet_v2"), device=self.device)
+        return self._net
+
+    def protocol(self) -> Protocol:
+        state, _, sha = weights.check("syncnet_v2")
+        return Protocol(
+            metric=self.name, backend="syncnet_v2 (joonson/syncnet_python evaluate(), own port)",
+            weights_sha256=sha if state == "found" else None,
+            crop="harness 256x256 crop (ground-truth crop track) resized to 224x224, cv2 INTER_LINEAR, BGR 0..255",
+            resolution=SIZE, fps=FPS,
+            settings={"vshift": VSHIFT, "video_window": WIN_FRAMES, "mfcc_window": WIN_MFCC,
+                      "mfcc": "python_speech_features.mfcc(round(x*32768), 16000) defaults: 13 cep, 25/10 ms",
+                      "windows": "min(T, floor(n/640)) - 5", "LSE-D": "min_k mean_v d(v,k)",
+                      "LSE-C": "median_k - min_k of mean_v d(v,k)", "offset": "vshift - argmin_k"},
+        )
+
+    def evaluate(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                 clip_id: str = "") -> dict[str, float | int | np.ndarray]:
+        """The reference evaluate() on in-memory frames/audio; also returns the per-offset distances."""
+        video = frames_to_input(frames)
+        mfcc = mfcc_input(audio, sample_rate)
+        n_win = n_windows(video.shape[1], len(audio))
+        if n_win < 1:
+            raise MediaError(f"{clip_id}: SyncNet needs at least {WIN_FRAMES + 1} frames of video and audio, "
+                             f"got {video.shape[1]} frames / {len(audio)} samples")
+        im_feat, cc_feat = embed_windows(self.net(), video, mfcc, n_win, self.batch_size, self.device)
+        dists = offset_distances(im_feat, cc_feat)
+        out = lse_from_distances(dists)
+        out["dists"] = dists.numpy()
+        out["n_windows"] = n_win
+        return out
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        if clip.audio is None:
+            raise MediaError(f"{clip.clip_id}: SyncNet needs the driving audio")
+        if abs(clip.fps - FPS) > 1e-6:
+            raise MediaError(f"{clip.clip_id}: SyncNet protocol needs {FPS:g} fps frames, got {clip.fps:g}")
+        r = self.evaluate(clip.generated, clip.audio, clip.sample_rate, clip.clip_id)
+        return ClipResult(
+            values={"LSE-C": r["LSE-C"], "LSE-D": r["LSE-D"]},
+            per_frame={"dist_at_best_offset": np.asarray(r["dist_at_best"], dtype=np.float32)},
+            extra={"offset": r["offset"], "n_windows": r["n_windows"],
+                   "mean_dist_per_offset": [float(x) for x in r["mean_dists"]],
+                   "offsets": list(range(VSHIFT, -VSHIFT - 1, -1))},
+        )

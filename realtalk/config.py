@@ -1,0 +1,138 @@
+"""Hyper-parameters of the two RealTalk networks and their training, as two named presets.
+
+"paper" follows Ji et al. 2024 (arXiv 2406.18284) where the paper states a value; where it is silent the
+value is ours and marked (ours) below. "small" is the same architecture narrowed for CPU work
+(tests, the demo checkpoint). Face-model dimensions (n_id/n_exp/n_pose) are filled in from the face model
+actually used (`with_face_model`) and saved in every checkpoint, so a checkpoint rebuilds itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class A2EConfig:
+    """Audio-to-expression transformer (paper Sec. 3.1)."""
+
+    audio_dim: int = 80  # log-mel bins ("logmel" featurizer); 1024 for HuBERT-large
+    tokens_per_frame: int = 2  # 50 Hz audio tokens at 25 fps -> l = 2T
+    n_id: int = 80  # alpha (shape) dim, BFM/Deep3DFaceRecon
+    n_exp: int = 64  # beta (expression) dim
+    n_pose: int = 6  # rho: 3 rotation + 3 translation
+    T: int = 16  # frames predicted per window (paper)
+    n_history: int = 16  # N historical expressions (paper)
+    d_model: int = 256  # (ours) token width
+    n_heads: int = 4  # (ours)
+    n1: int = 4  # (ours) cross-modal self-attention layers -> memory Z
+    n2: int = 4  # (ours) temporal cross-attention (decoder) layers
+    ff_mult: int = 4  # (ours) feed-forward width = ff_mult * d_model
+    dropout: float = 0.1  # (ours)
+    ppe_period: int = 25  # (ours) FaceFormer-style periodic positional encoding period, 1 s at 25 fps
+    use_shape: bool = True  # Table 5 ablation switch: alpha token
+    use_history: bool = True  # Table 5 ablation switch: N history tokens
+    mouth_weight: float = 0.1  # loss = MSE(beta) + 0.1 * mouth-vertex MSE (paper)
+
+    @property
+    def n_audio_tokens(self) -> int:
+        return self.T * self.tokens_per_frame
+
+
+@dataclass
+class RendererConfig:
+    """Expression-to-face renderer with FIA decoder modules (paper Sec. 3.2)."""
+
+    size: int = 256
+    n_id: int = 80
+    n_exp: int = 64
+    n_pose: int = 6
+    stem: int = 64  # (ours) full-resolution stem width (widths tuned so the total is ~69.24M, the paper's count)
+    enc_channels: tuple[int, ...] = (128, 256, 512, 736)  # d = 4 stages at 1/2..1/16 (widths ours)
+    enc_blocks: int = 2  # residual blocks per encoder stage (paper: 2)
+    # decoder widths at 1/16, 1/8, 1/4, 1/2, 1/1 (ours); one FIA module per level
+    dec_channels: tuple[int, ...] = (736, 512, 256, 128, 64)
+    fia_blocks: int = 2  # residual blocks per FIA module (Table 7: 1/2/3, default 2)
+    attn_levels: tuple[int, ...] = (16, 8)  # cross-attention to the reference at 1/16 and 1/8 only
+    attn_heads: int = 8  # (ours)
+    attn_dim: int = 256  # (ours) q/k/v width of the FIA cross-attention
+    mlp_hidden: int = 256  # (ours) hidden width of the 3-layer [alpha,beta,rho] -> AdaIN MLP
+    groups: int = 8  # GroupNorm groups in the encoder (per-sample norm: batch-size independent)
+    output: str = "sigmoid"  # F_d in [0,1]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (ours where the paper is silent)."""
+
+    a2e_lr: float = 1e-4
+    renderer_lr: float = 1e-4
+    disc_lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # renderer/disc Adam betas (GAN practice); A2E uses (0.9,0.999)
+    a2e_batch: int = 16
+    renderer_batch: int = 8
+    w_l1: float = 1.0
+    w_perceptual: float = 1.0
+    w_adv: float = 0.1  # LSGAN PatchGAN (see losses.py)
+    w_teeth: float = 1.0
+    disc_channels: int = 64
+    disc_layers: int = 3
+    adv_start: int = 0  # step from which the adversarial term is on
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 200
+
+
+@dataclass
+class RealTalkConfig:
+    name: str
+    a2e: A2EConfig = field(default_factory=A2EConfig)
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RealTalkConfig":
+        def build(kls, sub):
+            names = {f.name for f in dataclasses.fields(kls)}
+            kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.items() if k in names}
+            return kls(**kw)
+
+        return cls(name=d["name"], a2e=build(A2EConfig, d.get("a2e", {})),
+                   renderer=build(RendererConfig, d.get("renderer", {})), train=build(TrainConfig, d.get("train", {})))
+
+    def with_face_model(self, n_id: int, n_exp: int, n_pose: int) -> "RealTalkConfig":
+        """Copy with the face model's coefficient sizes in both networks."""
+        dims = dict(n_id=n_id, n_exp=n_exp, n_pose=n_pose)
+        return dataclasses.replace(self, a2e=dataclasses.replace(self.a2e, **dims),
+                                   renderer=dataclasses.replace(self.renderer, **dims))
+
+    def with_audio_dim(self, audio_dim: int) -> "RealTalkConfig":
+        return dataclasses.replace(self, a2e=dataclasses.replace(self.a2e, audio_dim=audio_dim))
+
+
+def paper() -> RealTalkConfig:
+    return RealTalkConfig(name="paper")
+
+
+def small() -> RealTalkConfig:
+    """Same architecture, narrow: ~1-3 M parameters per network, for CPU training and tests."""
+    return RealTalkConfig(
+        name="small",
+        a2e=A2EConfig(d_model=128, n_heads=4, n1=2, n2=2, ff_mult=2, dropout=0.0),
+        renderer=RendererConfig(stem=16, enc_channels=(24, 48, 96, 128), dec_channels=(128, 96, 48, 24, 16),
+                                attn_heads=4, attn_dim=64, mlp_hidden=64, groups=4),
+        train=TrainConfig(a2e_lr=3e-4, renderer_lr=3e-4, disc_lr=2e-4, a2e_batch=8, renderer_batch=2,
+                          disc_channels=16, disc_layers=3, log_every=5, ckpt_every=100),
+    )
+
+
+PRESETS = {"paper": paper, "small": small}
+
+
+def get_config(name: str) -> RealTalkConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown config {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,158 @@
+"""Training data for both stages, built from a split's TRAIN clips.
+
+Per clip: 256 face crops (harness.faces, cached there), 3D coefficients alpha/beta/rho
+(realtalk.coefficients, cached there), and audio tokens (realtalk.audio_features, 2 per frame; cached
+here through harness.cache). `max_frames` bounds the frames per clip (CPU demo training).
+
+A2E samples: a window of T frames at t0: audio tokens [2T, A], alpha, beta[t0:t0+T], and N history
+expressions = beta[t0-N:t0] (teacher forcing). Where t0 < N, and for a fraction `p_source_history` of the
+others, the history is instead N frames of the clip sampled at random and kept in time order -- the
+"historical expressions sampled from the source" the paper uses for the first window at inference
+(inference uses N evenly spaced source frames; see inference.py).
+Renderer samples: frame t (target and, masked, source), a random other frame of the clip as reference,
+alpha, beta_t, rho_t.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.cache import default_cache, make_key
+
+DATA_VERSION = "1"
+
+
+@dataclass
+class ClipData:
+    clip_id: str
+    crops: np.ndarray  # uint8 [T,256,256,3]
+    alpha: np.ndarray  # [n_id]
+    beta: np.ndarray  # [T,n_exp]
+    rho: np.ndarray  # [T,n_pose]
+    audio: np.ndarray  # [2T, A] audio tokens
+
+    def __len__(self) -> int:
+        return len(self.beta)
+
+
+def fit_tokens(feats: np.ndarray, n_frames: int, per_frame: int = 2) -> np.ndarray:
+    """Trim or edge-pad audio tokens to exactly per_frame * n_frames rows."""
+    want = per_frame * n_frames
+    if len(feats) >= want:
+        return feats[:want]
+    pad = np.repeat(feats[-1:] if len(feats) else np.zeros((1, feats.shape[1]), feats.dtype), want - len(feats), 0)
+    return np.concatenate([feats, pad], 0)
+
+
+def audio_tokens(audio: np.ndarray, n_frames: int, featurizer: Any, key_params: dict | None = None) -> np.ndarray:
+    """featurizer.features(audio) fitted to 2*n_frames tokens, cached by the audio bytes + featurizer."""
+    import hashlib
+
+    cache = default_cache()
+    digest = hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()
+    key = make_key("audiotok", DATA_VERSION, featurizer=featurizer.name, dim=featurizer.dim, audio=digest,
+                   n=n_frames, **(key_params or {}))
+    arrays = cache.arrays(key, lambda: {"x": np.asarray(featurizer.features(audio), np.float32)})
+    return fit_tokens(arrays["x"], n_frames, getattr(featurizer, "tokens_per_frame", 2))
+
+
+def load_clip_data(entry: Any, root: str | Path | None, face_model: Any, featurizer: Any,
+                   max_frames: int | None = None) -> ClipData:
+    """Crops + coefficients + audio tokens of one split entry (first max_frames frames at 25 fps)."""
+    from harness.faces.clip import clip_faces
+    from harness.media import read_audio, read_video
+    from harness.splits import load_clip_media, resolve
+    from realtalk.coefficients import clip_coefficients
+
+    if max_frames is None:
+        video, audio = load_clip_media(entry, root)
+    else:
+        start, end = entry.frame_range if entry.frame_range else (0, None)
+        n = max_frames if end is None else min(max_frames, end - start)
+        video = read_video(resolve(root, entry.video), fps=25.0, start=start, max_frames=n)
+        audio = read_audio(resolve(root, entry.audio_path()), 16000, start_s=start / 25.0, duration_s=len(video) / 25.0)
+        want = len(video) * 640
+        audio = np.pad(audio, (0, max(0, want - len(audio))))[:want].astype(np.float32)
+    faces = clip_faces(video)
+    coeffs = clip_coefficients(faces, face_model)
+    n = len(faces.crops)
+    return ClipData(clip_id=entry.clip_id, crops=faces.crops, alpha=np.asarray(coeffs.alpha, np.float32),
+                    beta=np.asarray(coeffs.beta, np.float32), rho=np.asarray(coeffs.rho, np.float32),
+                    audio=audio_tokens(audio, n, featurizer))
+
+
+def load_split_data(split: str, root: str | Path | None, face_model: Any, featurizer: Any, role: str = "train",
+                    max_frames: int | None = None, min_frames: int = 40, log=print) -> list[ClipData]:
+    """ClipData for every clip of `role` in the split (clips shorter than min_frames are skipped)."""
+    from harness.splits import load_split
+
+    out = []
+    for entry in load_split(split).clips:
+        if entry.role != role:
+            continue
+        cd = load_clip_data(entry, root, face_model, featurizer, max_frames=max_frames)
+        if len(cd) < min_frames:
+            log(f"skip {entry.clip_id}: {len(cd)} frames < {min_frames}")
+            continue
+        out.append(cd)
+        log(f"loaded {entry.clip_id}: {len(cd)} frames")
+    return out
+
+
+class A2EWindows:
+    """Random A2E windows over a list of clips (sampling with a numpy Generator: reproducible)."""
+
+    def __init__(self, clips: list[ClipData], T: int = 16, n_history: int = 16, p_source_history: float = 0.1):
+        self.clips = [c for c in clips if len(c) >= T + 1]
+        if not self.clips:
+            raise ValueError(f"no clip has more than {T} frames")
+        self.T, self.N, self.p_src = T, n_history, p_source_history
+        self.weights = np.array([len(c) - T + 1 for c in self.clips], np.float64)
+        self.weights /= self.weights.sum()
+
+    def item(self, ci: int, t0: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        c, T, N = self.clips[ci], self.T, self.N
+        if t0 >= N and rng.random() >= self.p_src:
+            hist = c.beta[t0 - N:t0]
+        else:
+            hist = c.beta[np.sort(rng.choice(len(c), size=N, replace=len(c) < N))]
+        return {"audio": c.audio[2 * t0:2 * (t0 + T)], "alpha": c.alpha, "beta": c.beta[t0:t0 + T], "history": hist}
+
+    def batch(self, b: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        items = []
+        for _ in range(b):
+            ci = int(rng.choice(len(self.clips), p=self.weights))
+            t0 = int(rng.integers(0, len(self.clips[ci]) - self.T + 1))
+            items.append(self.item(ci, t0, rng))
+        return {k: torch.from_numpy(np.stack([it[k] for it in items])).float() for k in items[0]}
+
+
+def to_image(crops: np.ndarray) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float [B,3,H,W] in [0,1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(255.0)
+
+
+class RendererFrames:
+    """Random (target frame, reference frame) pairs from the same clip."""
+
+    def __init__(self, clips: list[ClipData]):
+        self.clips = [c for c in clips if len(c) >= 2]
+        self.weights = np.array([len(c) for c in self.clips], np.float64)
+        self.weights /= self.weights.sum()
+
+    def batch(self, b: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        tgt, ref, alpha, beta, rho = [], [], [], [], []
+        for _ in range(b):
+            c = self.clips[int(rng.choice(len(self.clips), p=self.weights))]
+            t = int(rng.integers(len(c)))
+            r = int(rng.integers(len(c) - 1))
+            r = r + 1 if r >= t else r
+            tgt.append(c.crops[t]); ref.append(c.crops[r])
+            alpha.append(c.alpha); beta.append(c.beta[t]); rho.append(c.rho[t])
+        f = lambda xs: torch.from_numpy(np.stack(xs)).float()  # noqa: E731
+        return {"target": to_image(np.stack(tgt)), "reference": to_image(np.stack(ref)),
+                "alpha": f(alpha), "beta": f(beta), "rho": f(rho)}

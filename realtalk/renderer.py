@@ -1,0 +1,221 @@
+"""Expression-to-face renderer (RealTalk Sec. 3.2) at 256x256.
+
+Shared encoder: stem + d = 4 stages of 2 residual blocks (each stage halves the resolution and widens).
+The masked source M*I_s and the reference I_r go through it stacked along the batch.
+Decoder: one FIA module per level 1/16, 1/8, 1/4, 1/2, 1/1. A FIA module
+    upsamples (not at 1/16) -> merges the source skip feature (concat + 1x1, ours) ->
+    n residual blocks whose norms are AdaIN, scale/bias from a 3-layer MLP of [alpha, beta, rho] (lip-shape control)
+    -> cross-attention from the decoder features to the reference encoder features of the same
+       resolution, at 1/8 and 1/16 only (face-texture reference).
+Head: conv -> sigmoid gives F_d in [0,1]; I_hat = M * I_s + (1 - M) * F_d.
+
+Autocast/channels_last friendly: convs, GroupNorm, linear, SDPA only; AdaIN statistics in fp32.
+Per-sample normalisation only (GroupNorm/AdaIN), so the batched and the single-frame paths agree.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from realtalk.config import RendererConfig
+
+
+def _gn(c: int, groups: int) -> nn.GroupNorm:
+    g = math.gcd(groups, c)
+    return nn.GroupNorm(g, c)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block (GroupNorm, LeakyReLU, 3x3 convs); stride 2 on the first conv downsamples."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, groups: int = 8):
+        super().__init__()
+        self.n1 = _gn(cin, groups)
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.n2 = _gn(cout, groups)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1, stride) if (cin != cout or stride != 1) else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.c1(F.leaky_relu(self.n1(x), 0.2))
+        h = self.c2(F.leaky_relu(self.n2(h), 0.2))
+        return self.skip(x) + h
+
+
+class Encoder(nn.Module):
+    """Returns features at 1/1 (stem), 1/2, 1/4, 1/8, 1/16 keyed by downsampling factor."""
+
+    def __init__(self, cfg: RendererConfig):
+        super().__init__()
+        self.stem = nn.Conv2d(3, cfg.stem, 7, 1, 3)
+        stages = []
+        cin = cfg.stem
+        for cout in cfg.enc_channels:
+            blocks = [ResBlock(cin, cout, 2, cfg.groups)]
+            blocks += [ResBlock(cout, cout, 1, cfg.groups) for _ in range(cfg.enc_blocks - 1)]
+            stages.append(nn.Sequential(*blocks))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: Tensor) -> dict[int, Tensor]:
+        h = self.stem(x)
+        feats = {1: h}
+        f = 1
+        for st in self.stages:
+            h = st(h)
+            f *= 2
+            feats[f] = h
+        return feats
+
+
+def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    """Instance-normalise x (stats in fp32) then x * (1 + scale) + bias; scale/bias [B,C]."""
+    xf = x.float()
+    mean = xf.mean(dim=(2, 3), keepdim=True)
+    var = xf.var(dim=(2, 3), keepdim=True, unbiased=False)
+    xn = ((xf - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+    return xn * (1 + scale[:, :, None, None].to(x.dtype)) + bias[:, :, None, None].to(x.dtype)
+
+
+class AdaINResBlock(nn.Module):
+    """Residual block with two AdaIN norms; its 4*C modulation numbers come from the FIA's MLP."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.c = c
+        self.c1 = nn.Conv2d(c, c, 3, 1, 1)
+        self.c2 = nn.Conv2d(c, c, 3, 1, 1)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        s1, b1, s2, b2 = style.split(self.c, dim=1)
+        h = self.c1(F.leaky_relu(adain(x, s1, b1), 0.2))
+        h = self.c2(F.leaky_relu(adain(h, s2, b2), 0.2))
+        return x + h
+
+
+def sincos_2d(h: int, w: int, dim: int, device, dtype) -> Tensor:
+    """Fixed 2-D sinusoidal position code [h*w, dim] so attention can use location as well as content."""
+    q = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(q, device=device, dtype=torch.float32) / max(q, 1)))
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32) / h * 64,
+                            torch.arange(w, device=device, dtype=torch.float32) / w * 64, indexing="ij")
+    y = ys.reshape(-1, 1) * omega
+    x = xs.reshape(-1, 1) * omega
+    pe = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1)
+    if pe.shape[1] < dim:
+        pe = F.pad(pe, (0, dim - pe.shape[1]))
+    return pe.to(dtype)
+
+
+class ReferenceCrossAttention(nn.Module):
+    """Decoder features (queries) attend to the reference encoder features (keys/values), residual."""
+
+    def __init__(self, c_q: int, c_kv: int, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.dim = dim
+        self.norm_q = nn.LayerNorm(c_q)
+        self.norm_kv = nn.LayerNorm(c_kv)
+        self.to_q = nn.Linear(c_q, dim)
+        self.to_k = nn.Linear(c_kv, dim)
+        self.to_v = nn.Linear(c_kv, dim)
+        self.out = nn.Linear(dim, c_q)
+
+    def forward(self, x: Tensor, ref: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        pe = sincos_2d(h, w, self.dim, x.device, x.dtype)
+        xq = x.flatten(2).transpose(1, 2)  # [B, HW, C]
+        kv = ref.flatten(2).transpose(1, 2)
+        q = self.to_q(self.norm_q(xq)) + pe
+        kvn = self.norm_kv(kv)
+        k = self.to_k(kvn) + sincos_2d(ref.shape[2], ref.shape[3], self.dim, x.device, x.dtype)
+        v = self.to_v(kvn)
+        sh = lambda t: t.view(b, -1, self.heads, self.dim // self.heads).transpose(1, 2)  # noqa: E731
+        o = F.scaled_dot_product_attention(sh(q), sh(k), sh(v))
+        o = o.transpose(1, 2).reshape(b, h * w, self.dim)
+        return x + self.out(o).transpose(1, 2).reshape(b, c, h, w)
+
+
+class FIAModule(nn.Module):
+    """Facial Identity Alignment module: upsample, AdaIN res-blocks driven by [alpha,beta,rho], ref attention."""
+
+    def __init__(self, cin: int, cout: int, c_skip: int, c_ref: int | None, code_dim: int, cfg: RendererConfig,
+                 upsample: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.merge = nn.Conv2d(cin + c_skip, cout, 1)
+        self.blocks = nn.ModuleList([AdaINResBlock(cout) for _ in range(cfg.fia_blocks)])
+        self.mlp = nn.Sequential(  # 3-layer MLP -> all AdaIN scales/biases of this module
+            nn.Linear(code_dim, cfg.mlp_hidden), nn.LeakyReLU(0.2),
+            nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden), nn.LeakyReLU(0.2),
+            nn.Linear(cfg.mlp_hidden, 4 * cout * cfg.fia_blocks),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.attn = ReferenceCrossAttention(cout, c_ref, cfg.attn_dim, cfg.attn_heads) if c_ref else None
+
+    def forward(self, x: Tensor, skip: Tensor, code: Tensor, ref: Tensor | None) -> Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = self.merge(torch.cat([x, skip], dim=1))
+        styles = self.mlp(code).chunk(len(self.blocks), dim=1)
+        for blk, st in zip(self.blocks, styles):
+            x = blk(x, st)
+        if self.attn is not None:
+            x = self.attn(x, ref)
+        return x
+
+
+class Renderer(nn.Module):
+    """forward(source, reference, mask, alpha, beta, rho) -> (I_hat, F_d); images [B,3,H,W] in [0,1]."""
+
+    def __init__(self, cfg: RendererConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        code_dim = cfg.n_id + cfg.n_exp + cfg.n_pose
+        enc_c = {1: cfg.stem, **{2 ** (i + 1): c for i, c in enumerate(cfg.enc_channels)}}
+        levels = [16, 8, 4, 2, 1]
+        if len(cfg.dec_channels) != len(levels):
+            raise ValueError("dec_channels needs one width per level 1/16..1/1")
+        mods = []
+        cin = enc_c[16]
+        for i, (lvl, cout) in enumerate(zip(levels, cfg.dec_channels)):
+            c_ref = enc_c[lvl] if lvl in cfg.attn_levels else None
+            mods.append(FIAModule(cin, cout, enc_c[lvl], c_ref, code_dim, cfg, upsample=i > 0))
+            cin = cout
+        self.levels = levels
+        self.fia = nn.ModuleList(mods)
+        self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(cin, 3, 3, 1, 1))
+
+    def encode_reference(self, reference: Tensor) -> dict[int, Tensor]:
+        """Reference features used by the FIA attention (computed once per clip when streaming)."""
+        feats = self.encoder(reference)
+        return {k: v for k, v in feats.items() if k in self.cfg.attn_levels}
+
+    def decode(self, src_feats: dict[int, Tensor], ref_feats: dict[int, Tensor], code: Tensor) -> Tensor:
+        x = src_feats[16]
+        for lvl, mod in zip(self.levels, self.fia):
+            x = mod(x, src_feats[lvl], code, ref_feats.get(lvl))
+        out = self.head(x)
+        return torch.sigmoid(out) if self.cfg.output == "sigmoid" else (torch.tanh(out) + 1) / 2
+
+    def forward(self, source: Tensor, reference: Tensor | None, mask: Tensor, alpha: Tensor, beta: Tensor,
+                rho: Tensor, ref_feats: dict[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        masked = mask * source
+        b = source.shape[0]
+        if ref_feats is None:  # training path: one shared-encoder pass over [masked source; reference]
+            feats = self.encoder(torch.cat([masked, reference], dim=0))
+            src_feats = {k: v[:b] for k, v in feats.items()}
+            ref_feats = {k: v[b:] for k, v in feats.items() if k in self.cfg.attn_levels}
+        else:
+            src_feats = self.encoder(masked)
+            ref_feats = {k: (v.expand(b, -1, -1, -1) if v.shape[0] == 1 and b > 1 else v) for k, v in ref_feats.items()}
+        code = torch.cat([alpha, beta, rho], dim=1).to(masked.dtype)
+        f_d = self.decode(src_feats, ref_feats, code)
+        i_hat = mask * source + (1 - mask) * f_d
+        return i_hat, f_d

@@ -1,0 +1,149 @@
+"""The paper-style table (layout of RealTalk's Table 2) as a plain data model the exporters render.
+
+Rows: dataset (split) x method. Column groups: Reconstruction (LMD, M-LMD, F-LMD, FID, LPIPS, SSIM,
+Sync_conf), Cross Audio (FID, CSIM, Sync_conf), Runtime (ms). Each cell knows its mean, CI, direction
+and rank (1 = best -> bold, 2 = second -> underlined); an unavailable metric is "—" with a footnote.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports.load import RunData
+
+# (group, header, setting, value_name); Sync_conf is SyncNet's LSE-C.
+PAPER_COLUMNS: list[tuple[str, str, str, str]] = [
+    ("Reconstruction", "LMD", "reconstruction", "LMD"),
+    ("Reconstruction", "M-LMD", "reconstruction", "M-LMD"),
+    ("Reconstruction", "F-LMD", "reconstruction", "F-LMD"),
+    ("Reconstruction", "FID", "reconstruction", "FID"),
+    ("Reconstruction", "LPIPS", "reconstruction", "LPIPS"),
+    ("Reconstruction", "SSIM", "reconstruction", "SSIM"),
+    ("Reconstruction", "Sync_conf", "reconstruction", "LSE-C"),
+    ("Cross Audio", "FID", "cross_audio", "FID"),
+    ("Cross Audio", "CSIM", "cross_audio", "CSIM"),
+    ("Cross Audio", "Sync_conf", "cross_audio", "LSE-C"),
+]
+RUNTIME_HEADER = "Runtime (ms)"
+REFERENCE_METHODS = {"ground_truth"}  # shown, but not ranked (it is the target, not a competitor)
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    higher_is_better: bool | None = None
+    rank: int | None = None
+    footnote: int | None = None  # index into Table.footnotes when unavailable
+
+    @property
+    def available(self) -> bool:
+        return self.mean is not None and not (isinstance(self.mean, float) and math.isnan(self.mean))
+
+    def text(self, digits: int = 3) -> str:
+        if not self.available:
+            return "—"
+        assert self.mean is not None
+        return "inf" if math.isinf(self.mean) else f"{self.mean:.{digits}f}"
+
+    def ci_text(self, digits: int = 3) -> str:
+        if not self.available or self.ci_low is None or self.ci_high is None:
+            return ""
+        if any(math.isinf(v) or math.isnan(v) for v in (self.ci_low, self.ci_high)):
+            return ""
+        return f"[{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}]"
+
+
+@dataclass
+class Row:
+    dataset: str
+    method: str
+    cells: list[Cell]
+    runtime: Cell = field(default_factory=Cell)
+
+
+@dataclass
+class Table:
+    columns: list[tuple[str, str, str, str]]
+    rows: list[Row]
+    footnotes: list[str]
+
+    def arrows(self) -> list[str]:
+        """↑ / ↓ per column from the first row that knows the direction."""
+        out = []
+        for j in range(len(self.columns)):
+            hib = next((r.cells[j].higher_is_better for r in self.rows if r.cells[j].higher_is_better is not None), None)
+            out.append("" if hib is None else ("↑" if hib else "↓"))
+        return out
+
+
+def _runtime_ms(run: RunData, method: str) -> float | None:
+    """Per-frame latency of a method from the run's latency results: the sum of its stages' p50 at the
+    smallest batch (what the paper's Runtime column reports), else the generation wall time per frame."""
+    lat = run.summary.get("latency", {}).get(method)
+    if lat:
+        stages = [s for name, s in lat.items() if name != "all"]
+        if stages:
+            return float(sum(s["p50_ms_per_frame"] for s in stages))
+    wall = run.summary.get("generation_ms_per_frame", {}).get(method)
+    return float(wall) if wall is not None else None
+
+
+def _rank(rows: list[Row], get) -> None:
+    """Rank available cells of one column among competitor rows: 1 best, 2 second."""
+    cands = [(get(r), r) for r in rows if r.method not in REFERENCE_METHODS and get(r).available]
+    if not cands:
+        return
+    hib = cands[0][0].higher_is_better
+    values = sorted({c.mean for c, _ in cands}, reverse=bool(hib))
+    for c, _ in cands:
+        c.rank = values.index(c.mean) + 1
+
+
+def paper_table(runs: list[RunData], columns: list[tuple[str, str, str, str]] | None = None) -> Table:
+    """Build the table from one or more runs (each run contributes its split as a dataset block)."""
+    columns = columns or PAPER_COLUMNS
+    footnotes: list[str] = []
+    rows: list[Row] = []
+    for run in runs:
+        results = run.summary.get("results", {})
+        unavailable = run.summary.get("unavailable", {})
+        block: list[Row] = []
+        for method in run.methods():
+            cells = []
+            for _, _, setting, value_name in columns:
+                v = results.get(setting, {}).get(method, {}).get(value_name)
+                cell = Cell()
+                if v is not None and v.get("mean") is not None:
+                    cell = Cell(v["mean"], v.get("ci_low"), v.get("ci_high"), v.get("higher_is_better"))
+                else:
+                    reason = _reason(unavailable, value_name, setting, method, results)
+                    if reason not in footnotes:
+                        footnotes.append(reason)
+                    cell.footnote = footnotes.index(reason) + 1
+                cells.append(cell)
+            rt = _runtime_ms(run, method)
+            block.append(Row(run.split, method, cells, Cell(rt, higher_is_better=False) if rt is not None else Cell()))
+        for j in range(len(columns)):
+            _rank(block, lambda r, j=j: r.cells[j])
+        _rank(block, lambda r: r.runtime)
+        rows += block
+    return Table(columns, rows, footnotes)
+
+
+_VALUE_TO_METRIC = {"LMD": "lmd", "M-LMD": "lmd", "F-LMD": "lmd", "FID": "fid", "LPIPS": "lpips", "SSIM": "ssim",
+                    "PSNR": "psnr", "CSIM": "csim", "LSE-C": "syncnet", "LSE-D": "syncnet"}
+
+
+def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: str, results: dict[str, Any]) -> str:
+    metric = _VALUE_TO_METRIC.get(value_name, value_name.lower())
+    for name, why in unavailable.items():
+        if name == metric or name.startswith(metric):
+            return f"{value_name}: {why}"
+    if setting not in results:
+        return f"{value_name}: setting {setting} was not run"
+    if method not in results.get(setting, {}):
+        return f"{value_name}: {method} was not run in {setting}"
+    return f"{value_name}: not computed for {method} in {setting} (see the run's failures)"

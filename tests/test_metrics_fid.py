@@ -1,0 +1,129 @@
+"""FID: the bundled TorchScript Inception equals pytorch-fid's InceptionV3 (same weights, loaded into
+pytorch-fid's architecture), the Fréchet distance behaves (self ~0, grows with blur), batch-size independence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _metric_media import styletalk_crops
+from harness import weights
+from metrics.fid import FID, build_pytorch_fid_inception, inception_features, load_network, preprocess
+from metrics.frechet import fid_from_features, frechet_distance, gaussian_stats
+
+
+def torchscript_to_fid_inception_state_dict(ts: torch.jit.ScriptModule) -> dict[str, torch.Tensor]:
+    """Re-key the TorchScript network's conv+BN layers into pytorch-fid's FIDInceptionV3 (torchvision
+    inception_v3) layout. Both list their conv layers in the same order (stem, then each Mixed block's
+    branches as torchvision declares them); shapes are checked one by one. The TorchScript BN has no
+    scale (gamma = 1) and eps 1e-3, like torchvision's BasicConv2d."""
+    from torchvision.models import inception_v3
+
+    ts_convs = [(n, m) for n, m in ts.named_modules() if m.original_name == "Conv2dLayer"]
+    tv = inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    tv_convs = [n for n, m in tv.named_modules() if type(m).__name__ == "BasicConv2d"]
+    assert len(ts_convs) == len(tv_convs) == 94
+    tv_sd = tv.state_dict()
+    sd: dict[str, torch.Tensor] = {}
+    for (ts_name, m), tv_name in zip(ts_convs, tv_convs):
+        w = m.weight.detach().clone()
+        assert tuple(w.shape) == tuple(tv_sd[f"{tv_name}.conv.weight"].shape), (ts_name, tv_name)
+        sd[f"{tv_name}.conv.weight"] = w
+        sd[f"{tv_name}.bn.weight"] = torch.ones_like(m.beta)
+        sd[f"{tv_name}.bn.bias"] = m.beta.detach().clone()
+        sd[f"{tv_name}.bn.running_mean"] = m.mean.detach().clone()
+        sd[f"{tv_name}.bn.running_var"] = m.var.detach().clone()
+        sd[f"{tv_name}.bn.num_batches_tracked"] = torch.tensor(0)
+    return sd
+
+
+@pytest.fixture(scope="module")
+def frames(data_root):
+    """60 real 256x256 face crops spread over 6 s of a clip (every 3rd frame)."""
+    return styletalk_crops(data_root, "Obama_clip1", n=180)[::3].copy()
+
+
+@pytest.fixture(scope="module")
+def gt_features(frames):
+    return inception_features(frames, "fid-helper", batch_size=16)
+
+
+def test_torchscript_equals_pytorch_fid_architecture(frames):
+    path = weights.require("fid_inception_torchscript")
+    ts = torch.jit.load(str(path), map_location="cpu").eval()
+    ref = build_pytorch_fid_inception(torchscript_to_fid_inception_state_dict(ts))
+    x = preprocess(frames[:8])
+    with torch.inference_mode():
+        a = ts(x).reshape(8, -1).numpy()
+        b = ref(x)[0].reshape(8, -1).numpy()
+    err = np.abs(a - b).max()
+    print(f"max |torchscript - pytorch-fid| feature difference: {err:.3g} (feature scale {np.abs(b).max():.3g})")
+    assert err < 1e-4
+
+
+def test_fid_of_a_set_with_itself_is_zero(gt_features):
+    assert abs(fid_from_features(gt_features, gt_features)) < 1e-3
+
+
+def test_fid_grows_with_blur(frames, gt_features):
+    import cv2
+
+    values = []
+    for sigma in (1.0, 2.5, 5.0):
+        blurred = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
+        values.append(fid_from_features(gt_features, inception_features(blurred, "fid-helper", batch_size=16)))
+    print("FID vs blur sigma 1, 2.5, 5:", values)
+    assert 0 < values[0] < values[1] < values[2]
+
+
+def test_features_do_not_depend_on_batch_size(frames):
+    sub = frames[:7]
+    f1 = inception_features(sub, "fid-helper", batch_size=1)
+    f7 = inception_features(sub, "fid-helper", batch_size=7)
+    f32 = inception_features(sub, "fid-helper", batch_size=32)
+    assert np.abs(f1 - f7).max() < 1e-4 and np.abs(f7 - f32).max() < 1e-4
+
+
+def test_frechet_matches_closed_form_for_diagonal_gaussians():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    v1, v2 = rng.uniform(0.5, 2, 4), rng.uniform(0.5, 2, 4)
+    expect = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expect, rel=1e-9)
+    m, s = gaussian_stats(rng.normal(size=(50, 3)))
+    assert m.dtype == np.float64 and s.shape == (3, 3)
+
+
+def test_metric_state_and_aggregate(frames):
+    from metrics.base import ClipInput
+
+    metric = FID(batch_size=16)
+    assert metric.availability() == (True, "")
+    p = metric.protocol()
+    assert p.backend in ("pytorch-fid", "fid-helper") and p.weights_sha256
+    st = metric.clip_state(ClipInput("c", generated=frames[:10], ground_truth=frames[:10]))
+    assert st["generated"].shape == (10, 2048)
+    assert abs(metric.aggregate([st])["FID"]) < 1e-3
+
+
+def test_pytorch_fid_backend_loads_the_hub_file_offline(tmp_path, monkeypatch):
+    """The pytorch-fid backend loads pt_inception-...pth from $TORCH_HOME (here: the TorchScript weights
+    saved in pytorch-fid's format, marked unverified) and gives the same features as fid-helper."""
+    ts = torch.jit.load(str(weights.require("fid_inception_torchscript")), map_location="cpu").eval()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("REALTALK_BENCH_UNVERIFIED_WEIGHTS", "1")
+    hub = tmp_path / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(torchscript_to_fid_inception_state_dict(ts), hub / weights.REGISTRY["pytorch_fid_inception"].filename)
+    assert weights.check("pytorch_fid_inception")[0] == "unverified"
+    metric = FID()
+    assert metric.backend == "pytorch-fid"
+    assert metric.protocol().settings["weights_state"] == "unverified"
+    x = np.random.default_rng(0).integers(0, 256, size=(2, 256, 256, 3), dtype=np.uint8)
+    import metrics.fid as fid_mod
+
+    monkeypatch.setattr(fid_mod, "_NETS", {})
+    with pytest.warns(UserWarning, match="UNVERIFIED"):
+        a = inception_features(x, "pytorch-fid")
+    b = inception_features(x, "fid-helper")
+    assert np.abs(a - b).max() < 1e-4
