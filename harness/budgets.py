@@ -9,7 +9,7 @@ budgets.yaml:
       cpu:  {match: "cpu"}            # the literal device string "cpu"
     budgets:
       - {method: realtalk, stage: renderer, device_class: h100, ms_per_frame: 3.0, batch: 1, dtype: bf16}
-      - {method: realtalk, stage: a2e, device_class: cpu, ratio: 40, batch: 1}
+      - {method: realtalk, stage: a2e, device_class: cpu, ratio: 40, batch: 1, method_args: {config: small}}
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Budget:
     batch: int = 1
     dtype: str = "fp32"
     frames: int = 16
+    method_args: dict[str, Any] | None = None  # keyword arguments for the method (e.g. {config: paper})
 
     def limit_ms(self, reference_ms: float | None) -> float:
         if self.ms_per_frame is not None:
@@ -72,6 +73,8 @@ def load_budgets(path: str | Path) -> BudgetFile:
             budget = Budget(**b)
         except (TypeError, ValueError) as exc:
             raise BenchError(f"budget #{i} is malformed: {exc}", p) from exc
+        if budget.method_args is not None and not isinstance(budget.method_args, dict):
+            raise BenchError(f"budget #{i}: method_args must be a mapping", p)
         if budget.device_class not in classes:
             raise BenchError(f"budget #{i} names unknown device class {budget.device_class!r}", p)
         if (budget.ms_per_frame is None) == (budget.ratio is None):

@@ -185,8 +185,6 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for mod in cfg.plugins:
         importlib.import_module(mod)
-    if cfg.executor == "ray" and cfg.plugins:
-        pass  # workers import plugins themselves (EvalSpec.plugins)
     for s in cfg.settings:
         if s not in SETTINGS:
             raise BenchError(f"unknown setting {s!r}; known: {', '.join(SETTINGS)}")

@@ -22,6 +22,7 @@ import numpy as np
 from harness import weights
 from harness.errors import MediaError, MetricUnavailable
 from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from metrics.frame_memo import FrameMemo
 
 ARCFACE_FILE = "w600k_r50.onnx"
 
@@ -35,6 +36,10 @@ def _largest_box(detector: Any, img: np.ndarray) -> tuple[Any, bool]:
         h, w = img.shape[:2]
         return dlib.rectangle(0, 0, w - 1, h - 1), False
     return max(dets, key=lambda r: r.width() * r.height()), True
+
+
+# identical frames (ground truth vs its own reference, static frames) are embedded once per process
+_EMBED_MEMO = FrameMemo()
 
 
 class _DlibEmbedder:
@@ -177,7 +182,15 @@ class CSIM(Metric):
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise MediaError(f"CSIM expects uint8 RGB frames [T,H,W,3], got {frames.dtype} {frames.shape}")
-        emb, found = self.embedder().embed(frames, self.batch_size)
+        embedder = self.embedder()
+
+        def compute(unique: np.ndarray) -> list[tuple[np.ndarray, bool]]:
+            e, f = embedder.embed(unique, self.batch_size)
+            return list(zip(e, f))
+
+        rows = _EMBED_MEMO.map((self.backend, embedder.sha256()), frames, compute)
+        emb = np.stack([r[0] for r in rows])
+        found = np.array([bool(r[1]) for r in rows])
         return emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12), found
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:

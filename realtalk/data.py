@@ -133,7 +133,7 @@ class A2EWindows:
 
 def to_image(crops: np.ndarray) -> torch.Tensor:
     """uint8 [B,H,W,3] -> float [B,3,H,W] in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(255.0)
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(255.0).contiguous()
 
 
 class RendererFrames:

@@ -1,7 +1,7 @@
 """The demo checkpoint: the small config trained briefly on the demo split's train clips, cached.
 
 ensure_demo_checkpoint() returns <home>/checkpoints/realtalk-demo-small.pt, training it first when absent
-(bounded wall time: $REALTALK_DEMO_TRAIN_S seconds for both stages, default 240 = 4 min; 25% A2E, 75%
+(bounded wall time: $REALTALK_DEMO_TRAIN_S seconds for both stages, default 240 = 4 min; 15% A2E, 85%
 renderer; frames per train clip $REALTALK_DEMO_MAX_FRAMES, default 150 = 6 s). Held-out losses on the
 split's test clips (before and after training) are logged and stored in the checkpoint ("held_out").
 A file lock keeps two processes from training it at once. This is a smoke-scale model: it shows the
@@ -62,8 +62,8 @@ def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     work = dst.parent / "realtalk-demo-small.work"
     a2e, ren = AudioToExpression(cfg.a2e), Renderer(cfg.renderer)
     held = {"a2e_before": evaluate_a2e(a2e, test, fm, cfg), "renderer_before": evaluate_renderer(ren, test, fm, cfg)}
-    sa = train_a2e(cfg, train, fm, work, steps=10**9, time_budget=0.25 * budget, model=a2e, progress=False, log=log)
-    sr = train_renderer(cfg, train, fm, work, steps=10**9, time_budget=0.75 * budget, model=ren, progress=False,
+    sa = train_a2e(cfg, train, fm, work, steps=10**9, time_budget=0.15 * budget, model=a2e, progress=False, log=log)
+    sr = train_renderer(cfg, train, fm, work, steps=10**9, time_budget=0.85 * budget, model=ren, progress=False,
                         log=log)
     held["a2e_after"] = evaluate_a2e(a2e, test, fm, cfg)
     held["renderer_after"] = evaluate_renderer(ren, test, fm, cfg)

@@ -1,7 +1,7 @@
 """Registers the method "realtalk": a trained RealTalk checkpoint run through realtalk.inference.
 
 kwargs: checkpoint (path to a combined checkpoint from `realtalk-bench train` / export_combined; None = the
-demo checkpoint, trained on first use), device, batch_size, streaming (single-frame path).
+demo checkpoint, trained on first use), device, batch_size, streaming (single-frame path), config (latency only).
 fingerprint = sha256 of the checkpoint file + a hash of its config and of the inference options.
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ class RealTalkMethod(Method):
     kind = "in-process"
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
-                 streaming: bool = False, root: str | Path | None = None):
+                 streaming: bool = False, root: str | Path | None = None, config: str | None = None):
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.config = config  # latency only: time random-init networks of this config (paper | small)
         self.device, self.batch_size, self.streaming, self.root = device, batch_size, streaming, root
         self._pipe = None
         self._fp: str | None = None
@@ -79,47 +80,9 @@ class RealTalkMethod(Method):
 
     def latency_stages(self, *, device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
                        cuda_graphs: bool = False) -> list[Any]:
-        """A2E (one 16-frame window) and renderer (batch frames, cached reference) on random inputs."""
-        import torch
+        """a2e / mask / renderer / paste stages (realtalk.latency_stages); with config=NAME, random-init
+        networks of that config (latency does not depend on weight values)."""
+        from realtalk.latency_stages import latency_stages_for_method
 
-        from harness.latency import LatencyStage
-        from realtalk.inference import RealTalkPipeline
-
-        pipe: RealTalkPipeline = self.pipeline()
-        a2e, ren, cfg = pipe.a2e.to(device), pipe.renderer.to(device), pipe.cfg
-        dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-        if compile:
-            a2e_run, ren_run = torch.compile(a2e), torch.compile(ren)
-        else:
-            a2e_run, ren_run = a2e, ren
-
-        def a2e_inputs():
-            c = cfg.a2e
-            return (torch.randn(batch, c.n_audio_tokens, c.audio_dim, device=device),
-                    torch.randn(batch, c.n_id, device=device), torch.randn(batch, c.n_history, c.n_exp, device=device))
-
-        def ren_inputs():
-            c = cfg.renderer
-            s = c.size
-            img = torch.rand(batch, 3, s, s, device=device).to(memory_format=torch.channels_last)
-            with torch.no_grad():
-                feats = ren.encode_reference(img[:1])
-            return (img, torch.ones(batch, 1, s, s, device=device), torch.randn(batch, c.n_id, device=device),
-                    torch.randn(batch, c.n_exp, device=device), torch.randn(batch, c.n_pose, device=device), feats)
-
-        def autocast():
-            return torch.autocast(device_type=torch.device(device).type, dtype=dt, enabled=dtype != "fp32")
-
-        def run_a2e(x):
-            with torch.no_grad(), autocast():
-                return a2e_run(*x)
-
-        def run_ren(x):
-            img, m, a, b, r, f = x
-            with torch.no_grad(), autocast():
-                return ren_run(img, None, m, a, b, r, ref_feats=f)
-
-        return [LatencyStage("a2e", a2e_inputs, run_a2e, frames_per_call=batch * cfg.a2e.T, module=a2e,
-                             notes="one 16-frame window per batch item"),
-                LatencyStage("renderer", ren_inputs, run_ren, frames_per_call=batch, module=ren,
-                             notes="reference features cached (first frame), channels_last")]
+        return latency_stages_for_method(self, device=device, batch=batch, dtype=dtype, compile=compile,
+                                         cuda_graphs=cuda_graphs)

@@ -191,6 +191,15 @@ class Renderer(nn.Module):
         self.levels = levels
         self.fia = nn.ModuleList(mods)
         self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(cin, 3, 3, 1, 1))
+        # [alpha, beta, rho] standardisation (rho holds pixel translations ~100): set from the training data
+        self.register_buffer("code_mean", torch.zeros(code_dim))
+        self.register_buffer("code_std", torch.ones(code_dim))
+
+    @torch.no_grad()
+    def set_code_stats(self, codes: Tensor) -> None:
+        """Standardise the AdaIN MLP input with the mean/std of training codes [K, code_dim]."""
+        self.code_mean.copy_(codes.mean(0))
+        self.code_std.copy_(codes.std(0).clamp_min(1e-3))
 
     def encode_reference(self, reference: Tensor) -> dict[int, Tensor]:
         """Reference features used by the FIA attention (computed once per clip when streaming)."""
@@ -215,7 +224,7 @@ class Renderer(nn.Module):
         else:
             src_feats = self.encoder(masked)
             ref_feats = {k: (v.expand(b, -1, -1, -1) if v.shape[0] == 1 and b > 1 else v) for k, v in ref_feats.items()}
-        code = torch.cat([alpha, beta, rho], dim=1).to(masked.dtype)
+        code = ((torch.cat([alpha, beta, rho], dim=1) - self.code_mean) / self.code_std).to(masked.dtype)
         f_d = self.decode(src_feats, ref_feats, code)
         i_hat = mask * source + (1 - mask) * f_d
         return i_hat, f_d

@@ -177,6 +177,9 @@ def train_renderer(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, 
     d_opt = torch.optim.Adam(crit.disc.parameters(), lr=t.disc_lr, betas=t.betas) if crit.disc is not None else None
     data = RendererFrames(clips)
     size = cfg.renderer.size
+    if not (resume and (Path(out_dir) / "renderer.pt").exists()):
+        model.set_code_stats(torch.from_numpy(np.concatenate(
+            [np.concatenate([np.repeat(c.alpha[None], len(c), 0), c.beta, c.rho], 1) for c in data.clips])).float())
 
     def step_fn(rng: np.random.Generator, step: int) -> dict[str, float]:
         b = data.batch(t.renderer_batch, rng)

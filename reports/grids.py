@@ -41,22 +41,27 @@ def _frame_indices(n: int, columns: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, max(n - 1, 0), columns)})
 
 
+def _clip_videos(run: RunData, clip_id: str, setting: str, methods: list[str] | None) -> dict[str, Path]:
+    """The run's stored videos of one clip, ground truth first (the reference row), then the methods."""
+    found = {m: run.video(m, setting, clip_id) for m in (methods or run.methods())}
+    found = {m: p for m, p in found.items() if p.exists()}
+    order = ([REFERENCE_ROW] if REFERENCE_ROW in found else []) + [m for m in found if m != REFERENCE_ROW]
+    return {m: found[m] for m in order}
+
+
 def comparison_grid(run: RunData, clip_id: str, setting: str, out_path: Path, columns: int = 6,
                     methods: list[str] | None = None) -> Path | None:
     """Write a PNG grid for one clip; None when the run has no videos for it."""
-    methods = methods or run.methods()
-    videos = {m: run.video(m, setting, clip_id) for m in methods}
-    videos = {m: p for m, p in videos.items() if p.exists()}
+    videos = _clip_videos(run, clip_id, setting, methods)
     if not videos:
         return None
-    ref_name = REFERENCE_ROW if REFERENCE_ROW in videos else next(iter(videos))
+    ref_name = next(iter(videos))
     ref = read_video(videos[ref_name], fps=None)
     faces = clip_faces(ref)
     idx = _frame_indices(len(ref.frames), columns)
     mx1, my1, mx2, my2 = _mouth_box(faces.landmarks, faces.crop_track.size)
-    order = [ref_name] + [m for m in videos if m != ref_name]
     rows = []
-    for m in order:
+    for m in videos:
         frames = ref.frames if m == ref_name else read_video(videos[m], fps=None).frames
         n = min(len(frames), len(faces.crop_track.boxes))
         crops = crop_frames(frames[:n], replace(faces.crop_track, boxes=faces.crop_track.boxes[:n]))
@@ -80,12 +85,10 @@ def comparison_grid(run: RunData, clip_id: str, setting: str, out_path: Path, co
 def side_by_side(run: RunData, clip_id: str, setting: str, out_path: Path, height: int = 256,
                  methods: list[str] | None = None) -> Path | None:
     """One mp4 with every method's full frame side by side (labelled) and the driving audio."""
-    methods = methods or run.methods()
-    videos = {m: run.video(m, setting, clip_id) for m in methods}
-    videos = {m: p for m, p in videos.items() if p.exists()}
+    videos = _clip_videos(run, clip_id, setting, methods)
     if not videos:
         return None
-    order = ([REFERENCE_ROW] if REFERENCE_ROW in videos else []) + [m for m in videos if m != REFERENCE_ROW]
+    order = list(videos)
     decoded = {m: read_video(videos[m], fps=25.0).frames for m in order}
     n = min(len(f) for f in decoded.values())
     panels = []

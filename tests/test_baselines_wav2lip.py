@@ -118,7 +118,7 @@ def test_parameter_count_is_official():
     sd = model.state_dict()
     # a few official keys and shapes
     assert sd["face_encoder_blocks.0.0.conv_block.0.weight"].shape == (16, 6, 7, 7)
-    assert sd["audio_encoder.13.conv_block.0.weight"].shape == (512, 512, 1, 1)
+    assert sd["audio_encoder.12.conv_block.0.weight"].shape == (512, 512, 1, 1)
     assert sd["face_decoder_blocks.6.0.conv_block.0.weight"].shape == (160, 64, 3, 3)
     assert sd["output_block.0.conv_block.0.weight"].shape == (32, 80, 3, 3)
     assert sd["output_block.1.weight"].shape == (3, 32, 1, 1)

@@ -8,7 +8,7 @@ import torch
 
 from _metric_media import styletalk_crops
 from harness import weights
-from metrics.fid import FID, build_pytorch_fid_inception, inception_features, load_network, preprocess
+from metrics.fid import _FEATURE_MEMO, FID, build_pytorch_fid_inception, inception_features, load_network, preprocess
 from metrics.frechet import fid_from_features, frechet_distance, gaussian_stats
 
 
@@ -78,9 +78,11 @@ def test_fid_grows_with_blur(frames, gt_features):
 
 def test_features_do_not_depend_on_batch_size(frames):
     sub = frames[:7]
-    f1 = inception_features(sub, "fid-helper", batch_size=1)
-    f7 = inception_features(sub, "fid-helper", batch_size=7)
-    f32 = inception_features(sub, "fid-helper", batch_size=32)
+    feats = []
+    for b in (1, 7, 32):
+        _FEATURE_MEMO.clear()  # recompute: the memo would otherwise return the first batch's rows
+        feats.append(inception_features(sub, "fid-helper", batch_size=b))
+    f1, f7, f32 = feats
     assert np.abs(f1 - f7).max() < 1e-4 and np.abs(f7 - f32).max() < 1e-4
 
 
@@ -127,3 +129,19 @@ def test_pytorch_fid_backend_loads_the_hub_file_offline(tmp_path, monkeypatch):
         a = inception_features(x, "pytorch-fid")
     b = inception_features(x, "fid-helper")
     assert np.abs(a - b).max() < 1e-4
+
+
+def test_identical_frames_are_computed_once(frames, monkeypatch):
+    """Static frames and the shared reference set hit the content memo: one network row per distinct frame."""
+    import metrics.fid as fid
+
+    _FEATURE_MEMO.clear()
+    calls = []
+    real = fid.load_network("fid-helper")
+    monkeypatch.setitem(fid._NETS, ("fid-helper", "cpu"), lambda x: calls.append(len(x)) or real(x))
+    static = np.repeat(frames[:1], 12, axis=0)
+    out = inception_features(static, "fid-helper", batch_size=4)
+    assert sum(calls) == 1 and out.shape == (12, 2048) and np.all(out == out[0])
+    again = inception_features(frames[:3], "fid-helper")
+    assert sum(calls) == 3  # frame 0 was already known
+    assert np.array_equal(again[0], out[0])

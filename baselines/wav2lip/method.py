@@ -149,3 +149,11 @@ class Wav2LipMethod(Method):
         for k, (i, (x1, y1, x2, y2)) in enumerate(zip(idx, boxes[idx])):
             out[k, y1:y2, x1:x2] = cv2.resize(pred[k], (int(x2 - x1), int(y2 - y1)))[:, :, ::-1]
         return out
+
+    def latency_stages(self, *, device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
+                       cuda_graphs: bool = False) -> list[Any]:
+        """The generator on [B,6,96,96] faces + [B,1,80,16] mels (official weights if present, else random)."""
+        from baselines.wav2lip.latency import latency_stages_for_method
+
+        return latency_stages_for_method(self, device=device, batch=batch, dtype=dtype, compile=compile,
+                                         cuda_graphs=cuda_graphs)

@@ -77,7 +77,7 @@ def print_table(results: list[dict[str, Any]], title: str = "latency") -> None:
                   "—" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.1f}",
                   "—" if r["params"] is None else f"{r['params']:,}",
                   "—" if r["flops_per_frame"] is None else f"{r['flops_per_frame'] / 1e9:.3f}")
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 220).print(t)
 
 
 def add_to_run(run_dir: Path, results: list[dict[str, Any]]) -> None:
@@ -115,7 +115,9 @@ def check_budgets(path: Path, args: argparse.Namespace) -> int:
             continue
         opts = dict(device=args.device, batch=b.batch, dtype=b.dtype, compile=args.compile,
                     cuda_graphs=args.cuda_graphs, iterations=args.iterations, warmup=args.warmup)
-        res = measure(b.method, parse_method_args(args.method_arg), b.stage, **opts)[0]
+        # the budget's own method_args (e.g. config: paper) win over --method-arg: the limit is for them
+        method_kwargs = {**parse_method_args(args.method_arg), **(b.method_args or {})}
+        res = measure(b.method, method_kwargs, b.stage, **opts)[0]
         limit = b.limit_ms(ref_ms)
         ok = res["p50_ms_per_frame"] <= limit
         failed += not ok
@@ -123,7 +125,9 @@ def check_budgets(path: Path, args: argparse.Namespace) -> int:
         res["budget_ok"] = ok
         rows.append(res)
         how = f"{b.ratio} x ref" if b.ratio is not None else "absolute"
-        print(f"{'OK  ' if ok else 'OVER'} {b.method}/{b.stage} batch {b.batch} {b.dtype}: "
+        res["method_args"] = b.method_args or {}
+        margs = "".join(f" {k}={v}" for k, v in (b.method_args or {}).items())
+        print(f"{'OK  ' if ok else 'OVER'} {b.method}{margs}/{b.stage} batch {b.batch} {b.dtype}: "
               f"p50 {res['p50_ms_per_frame']:.3f} ms/frame, budget {limit:.3f} ms ({how})")
     if args.json:
         args.json.write_text(json.dumps({"device_class": cls, "reference_op_ms": ref_ms, "results": rows}, indent=2))

@@ -1,0 +1,222 @@
+"""RealTalk's timed regions for `realtalk-bench latency` (harness.latency.LatencyStage).
+
+Stages (frames_per_call in brackets), each on fixed random inputs of the real shapes:
+- a2e       [windows*16*B]: ceil(frames/16) sequential 16-frame windows per item (history fed back), from
+            audio tokens [B,32,A], shape alpha [B,n_id] and 16 historical expressions;
+- mask      [B]: project the face model's vertices and fill the lower-face polygons for B frames, as
+            realtalk.inference does (min of the source-expression and predicted-expression masks);
+- renderer  [B]: masked source + cached reference features + [alpha,beta,rho] -> blended 256x256 frames;
+- paste     [B]: B 256x256 crops (device -> host uint8) pasted into 720p frames with the feathered mask
+            (realtalk.inference.RealTalkPipeline.paste -> harness.faces.crop.paste_frames).
+Networks run through realtalk.fast.FastRealTalk: autocast dtype, channels_last, optional torch.compile
+and CUDA graphs. FLOPs are counted on the eager networks (the compiled ones are the same maths).
+"""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from harness.errors import BenchError
+from harness.latency import LatencyStage, count_flops
+from realtalk.config import RealTalkConfig, get_config
+from realtalk.fast import CudaGraphRunner, FastRealTalk
+
+FRAME_HW = (720, 1280)  # the paste stage's full frame (720p)
+CROP_BOX = (410, 130, 870, 590)  # a 460 px square crop (1.85 x a ~250 px face) in the 720p frame
+
+
+def default_pose(face_model: Any, size: int = 256) -> torch.Tensor:
+    """rho [1,n_pose] that puts the face model's mean face in the middle of the crop (for the mask stage)."""
+    rho = torch.zeros(1, face_model.n_pose)
+    if getattr(face_model, "name", "") == "landmark68":  # pitch, yaw, roll, tx, ty (px at 256), log scale
+        rho[0, 3:5] = size / 2
+        rho[0, 5] = math.log(60.0 * size / 256)
+    return rho
+
+
+def _guard(run: Callable[[Any], Any], name: str, device: str) -> Callable[[Any], Any]:
+    """A failure while compiling/capturing on the first call becomes a clear BenchError naming the stage."""
+    state = {"ok": False}
+
+    def wrapped(x: Any) -> Any:
+        if state["ok"]:
+            return run(x)
+        try:
+            out = run(x)
+        except BenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BenchError(f"stage {name!r} failed on {device}: {type(exc).__name__}: {exc}") from exc
+        state["ok"] = True
+        return out
+
+    return wrapped
+
+
+def _graphed(fn: Callable[..., Any], example: tuple, enabled: bool) -> Callable[..., Any]:
+    """fn itself, or (cuda_graphs) a CudaGraphRunner captured lazily on the first call's inputs."""
+    if not enabled:
+        return fn
+    holder: dict[str, CudaGraphRunner] = {}
+
+    def run(*inputs: Any) -> Any:
+        if "g" not in holder:
+            holder["g"] = CudaGraphRunner(fn, inputs)
+        return holder["g"](*inputs)
+
+    return run
+
+
+def realtalk_stages(a2e: torch.nn.Module, renderer: torch.nn.Module, face_model: Any, config: RealTalkConfig, *,
+                    device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
+                    cuda_graphs: bool = False, frames: int = 16, compile_mode: str | None = None,
+                    weights_note: str = "") -> list[LatencyStage]:
+    """The four stages on `device`. cuda_graphs: compile mode 'reduce-overhead' with --compile, else a
+    manual CUDA-graph capture of the network call (cuda only)."""
+    dev = torch.device(device)
+    if cuda_graphs and dev.type != "cuda":
+        raise BenchError("CUDA graphs need a cuda device")
+    if batch < 1 or frames < 1:
+        raise BenchError(f"batch ({batch}) and frames ({frames}) must be >= 1")
+    if compile and cuda_graphs:
+        compile_mode = "reduce-overhead"
+    manual_graphs = cuda_graphs and not compile
+    fast = FastRealTalk(a2e, renderer, dtype=dtype, channels_last=True, compile=compile, compile_mode=compile_mode,
+                        device=dev, max_batch=max(batch, 1))
+    ca, cr = config.a2e, config.renderer
+    how = f"{dtype}, channels_last" + (f", torch.compile ({compile_mode or 'max-autotune-no-cudagraphs'})"
+                                       if compile else "") + (", CUDA graphs" if cuda_graphs else "")
+    common = f"config {config.name}; {how}" + (f"; {weights_note}" if weights_note else "")
+    gen = torch.Generator().manual_seed(0)
+
+    # ------------------------------------------------------------------ a2e
+    n_windows = math.ceil(frames / ca.T)
+
+    def a2e_inputs() -> tuple[torch.Tensor, ...]:
+        return (torch.randn(batch, ca.n_audio_tokens * n_windows, ca.audio_dim, generator=gen).to(dev),
+                torch.randn(batch, ca.n_id, generator=gen).to(dev),
+                torch.randn(batch, ca.n_history, ca.n_exp, generator=gen).to(dev))
+
+    a2e_call = _graphed(lambda t, a, h: fast.predict_clip(t, a, h, n_windows), (), manual_graphs)
+
+    def a2e_flops(x: tuple[torch.Tensor, ...]) -> int:
+        tok = x[0][:, :ca.n_audio_tokens]
+        return (count_flops(lambda: a2e(tok, x[1], x[2])) or 0) * n_windows
+
+    # ------------------------------------------------------------------ mask
+    from realtalk.mask import lower_face_mask
+
+    def mask_inputs() -> tuple[torch.Tensor, ...]:
+        alpha = torch.zeros(batch, face_model.n_id)
+        beta_src = 0.5 * torch.randn(batch, face_model.n_exp, generator=gen)
+        beta_pred = 0.5 * torch.randn(batch, face_model.n_exp, generator=gen)
+        rho = default_pose(face_model, cr.size).expand(batch, -1).clone()
+        return alpha, beta_src, beta_pred, rho
+
+    def run_mask(x: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        alpha, beta_src, beta_pred, rho = x
+        m_src = lower_face_mask(face_model, alpha, beta_src, rho, size=cr.size)
+        m_pred = lower_face_mask(face_model, alpha, beta_pred, rho, size=cr.size)
+        return torch.minimum(m_src, m_pred).to(dev)
+
+    # ------------------------------------------------------------------ renderer
+    s = cr.size
+
+    def ren_inputs() -> tuple[torch.Tensor, ...]:
+        ref = torch.rand(1, 3, s, s, generator=gen).to(dev)
+        fast.set_reference(ref)  # once per clip, outside the timed region
+        mask = torch.ones(batch, 1, s, s)
+        mask[:, :, s // 2:] = 0
+        src = torch.rand(batch, 3, s, s, generator=gen)
+        return (src.to(dev).contiguous(memory_format=torch.channels_last),
+                mask.to(dev).contiguous(memory_format=torch.channels_last),
+                torch.randn(batch, cr.n_id, generator=gen).to(dev), torch.randn(batch, cr.n_exp, generator=gen).to(dev),
+                torch.randn(batch, cr.n_pose, generator=gen).to(dev))
+
+    ren_call = _graphed(fast.render_batch, (), manual_graphs)
+
+    def ren_flops(x: tuple[torch.Tensor, ...]) -> int:
+        return count_flops(lambda: renderer(x[0], None, x[1], x[2], x[3], x[4], ref_feats=fast.ref_feats)) or 0
+
+    # ------------------------------------------------------------------ paste
+    def paste_inputs() -> tuple[Any, ...]:
+        from harness.faces.crop import CropTrack
+
+        h, w = FRAME_HW
+        frames_np = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+        track = CropTrack(boxes=np.tile(np.asarray(CROP_BOX, np.float64), (batch, 1)), size=s, frame_shape=(h, w))
+        i_hat = torch.rand(batch, 3, s, s, generator=gen).to(dev)
+        mask = torch.ones(batch, 1, s, s)
+        mask[:, :, s // 2:] = 0
+        src = SimpleNamespace(frames=frames_np, faces=SimpleNamespace(crop_track=track))
+        return src, i_hat, mask.to(dev)
+
+    def run_paste(x: tuple[Any, ...]) -> np.ndarray:
+        from realtalk.inference import RealTalkPipeline
+
+        src, i_hat, mask = x
+        return RealTalkPipeline.paste(SimpleNamespace(feather_sigma=2.0), src, list(range(batch)), i_hat, mask)
+
+    return [
+        LatencyStage("a2e", a2e_inputs, _guard(lambda x: a2e_call(*x), "a2e", device),
+                     frames_per_call=batch * ca.T * n_windows, module=a2e, flops_per_call=a2e_flops,
+                     notes=f"{n_windows} sequential {ca.T}-frame window(s) per item (history fed back); {common}"),
+        LatencyStage("mask", mask_inputs, run_mask, frames_per_call=batch,
+                     notes=f"project {face_model.name} vertices + cv2.fillPoly, 2 masks/frame (source and predicted "
+                           f"expression), CPU then to {device}", flops_per_call=lambda x: 0),
+        LatencyStage("renderer", ren_inputs, _guard(lambda x: ren_call(*x), "renderer", device),
+                     frames_per_call=batch, module=renderer, flops_per_call=ren_flops,
+                     notes=f"reference encoded once per clip (not timed); {common}"),
+        LatencyStage("paste", paste_inputs, run_paste, frames_per_call=batch, flops_per_call=lambda x: 0,
+                     notes=f"{s}px crops -> {FRAME_HW[0]}p frames, feathered mask (RealTalkPipeline.paste)"),
+    ]
+
+
+def build_networks(config: str | RealTalkConfig = "small", face_model: Any = None, audio_dim: int | None = None,
+                   seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, Any, RealTalkConfig]:
+    """Randomly initialised A2E + renderer of a config, sized for the face model (latency does not depend
+    on the weights' values)."""
+    from realtalk.a2e import AudioToExpression
+    from realtalk.face_model import load_default_face_model
+    from realtalk.renderer import Renderer
+
+    fm = face_model if face_model is not None else load_default_face_model()
+    cfg = get_config(config) if isinstance(config, str) else config
+    cfg = cfg.with_face_model(fm.n_id, fm.n_exp, fm.n_pose)
+    if audio_dim is not None:
+        cfg = cfg.with_audio_dim(audio_dim)
+    torch.manual_seed(seed)
+    return AudioToExpression(cfg.a2e).eval(), Renderer(cfg.renderer).eval(), fm, cfg
+
+
+def latency_stages_for_method(method: Any, *, device: str = "cpu", batch: int = 1, dtype: str = "fp32",
+                              compile: bool = False, cuda_graphs: bool = False, frames: int = 16,
+                              **kw: Any) -> list[LatencyStage]:
+    """Stages for a RealTalkMethod. `method.config` set (e.g. --method-arg config=paper): random-init networks
+    of that config. Else the method's checkpoint (or the demo checkpoint, only if it already exists: it is
+    never trained here). Else random-init 'small'."""
+    config = getattr(method, "config", None)
+    ckpt = getattr(method, "checkpoint", None)
+    use_ckpt = False
+    if config is None:
+        if ckpt is not None:
+            if not __import__("pathlib").Path(ckpt).exists():
+                raise BenchError(f"checkpoint {ckpt} not found")
+            use_ckpt = True
+        else:
+            from realtalk.demo_checkpoint import demo_checkpoint_path
+
+            use_ckpt = demo_checkpoint_path().exists()
+    if use_ckpt:
+        pipe = method.pipeline()
+        a2e, ren, fm, cfg = pipe.a2e, pipe.renderer, pipe.fm, pipe.cfg
+        note = f"weights: {method.checkpoint_path()}"
+    else:
+        a2e, ren, fm, cfg = build_networks(config or "small")
+        note = "weights: random init (latency does not depend on weight values)"
+    return realtalk_stages(a2e.to(device), ren.to(device), fm, cfg, device=device, batch=batch, dtype=dtype,
+                           compile=compile, cuda_graphs=cuda_graphs, frames=frames, weights_note=note, **kw)
