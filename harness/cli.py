@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from harness.errors import BenchError
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not sys.stdout.isatty():  # logs and CI: let rich tables use a readable width instead of 80 columns
+        os.environ.setdefault("COLUMNS", "200")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

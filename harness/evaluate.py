@@ -311,7 +311,7 @@ class Evaluator:
             if self.write_videos:
                 t0 = time.perf_counter()
                 try:
-                    video_bytes = self._encode(frames, gt["audio"])
+                    video_bytes = self._encode(frames, gt["audio"], label=method.kind != "reference")
                 except Exception as exc:  # noqa: BLE001 - the values stand without the video
                     rec["video_error"] = _err(exc)
                 rec["timings"]["write_video_s"] = time.perf_counter() - t0
@@ -323,9 +323,10 @@ class Evaluator:
             rec["timings"]["total_s"] = time.perf_counter() - t_start
             return ClipOutcome(rec)
 
-    def _encode(self, frames: np.ndarray, audio: np.ndarray) -> bytes | None:
-        """The generated video (labelled) with the driving audio muxed, as mp4 bytes."""
+    def _encode(self, frames: np.ndarray, audio: np.ndarray, label: bool = True) -> bytes | None:
+        """The method's video with the driving audio muxed, as mp4 bytes; frames synthesised by a model carry
+        a burnt-in GENERATED label (reference methods replay real frames and are not labelled)."""
         with tempfile.TemporaryDirectory(prefix="rtb-vid-") as d:
             p = Path(d) / "generated.mp4"
-            self.io.write_video(p, label_frames(frames), self.fps, audio, self.sample_rate)
+            self.io.write_video(p, label_frames(frames) if label else frames, self.fps, audio, self.sample_rate)
             return p.read_bytes()

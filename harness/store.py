@@ -15,13 +15,15 @@ import numpy as np
 
 from harness.errors import BenchError
 from harness.fsutil import atomic_write_bytes
+from harness.fsutil import atomic_write_json as fs_atomic_write_json
 
 RECORD_VERSION = 1
 PER_CLIP_COLUMNS = ("method", "setting", "clip_id", "metric", "value_name", "value", "protocol")
 
 
 def to_jsonable(x: Any) -> Any:
-    """JSON without NaN/inf (written as null) and without numpy scalars/arrays."""
+    """JSON-ready values without numpy types. NaN becomes null; +/-inf is kept (written as Infinity, which
+    Python's json and pandas read back): PSNR of identical frames is +inf, and null would hide that."""
     if isinstance(x, dict):
         return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -30,7 +32,7 @@ def to_jsonable(x: Any) -> Any:
         return to_jsonable(x.tolist())
     if isinstance(x, (np.floating, float)):
         f = float(x)
-        return f if math.isfinite(f) else None
+        return None if math.isnan(f) else f
     if isinstance(x, np.integer):
         return int(x)
     if isinstance(x, np.bool_):
@@ -41,7 +43,7 @@ def to_jsonable(x: Any) -> Any:
 
 
 def atomic_write_json(dst: Path, value: Any) -> None:
-    atomic_write_bytes(dst, (json.dumps(to_jsonable(value), indent=2, sort_keys=False) + "\n").encode())
+    fs_atomic_write_json(dst, to_jsonable(value))
 
 
 class RunStore:

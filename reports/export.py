@@ -21,7 +21,8 @@ def _md_cell(c: Cell) -> str:
         return f"—[^{c.footnote}]" if c.footnote else "—"
     ci = c.ci_text()
     t = f"**{t}**" if c.rank == 1 else (f"<u>{t}</u>" if c.rank == 2 else t)
-    return f"{t} {ci}".strip()
+    note = f"[^{c.footnote}]" if c.footnote else ""
+    return f"{t}{note} {ci}".strip()
 
 
 def to_markdown(table: Table) -> str:
@@ -47,10 +48,10 @@ def _tex_cell(c: Cell) -> str:
         return f"--\\textsuperscript{{{c.footnote}}}" if c.footnote else "--"
     t = c.text()
     if c.rank == 1:
-        return f"\\textbf{{{t}}}"
-    if c.rank == 2:
-        return f"\\underline{{{t}}}"
-    return t
+        t = f"\\textbf{{{t}}}"
+    elif c.rank == 2:
+        t = f"\\underline{{{t}}}"
+    return t + (f"\\textsuperscript{{{c.footnote}}}" if c.footnote else "")
 
 
 def to_latex(table: Table, caption: str = "Quantitative comparison.", label: str = "tab:comparison") -> str:

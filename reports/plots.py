@@ -50,8 +50,9 @@ def metric_bars(run: RunData, setting: str, value_name: str, out_dir: Path) -> l
     for method in run.methods():
         v = run.summary.get("results", {}).get(setting, {}).get(method, {}).get(value_name)
         if v and v.get("mean") is not None and abs(v["mean"]) != float("inf"):
-            lo = v.get("ci_low", v["mean"])
-            hi = v.get("ci_high", v["mean"])
+            # split-level values (FID) have no per-clip CI: no error bar
+            lo = v["mean"] if v.get("ci_low") is None else v["ci_low"]
+            hi = v["mean"] if v.get("ci_high") is None else v["ci_high"]
             rows.append((method, v["mean"], max(v["mean"] - lo, 0), max(hi - v["mean"], 0), v.get("higher_is_better")))
     if not rows:
         return None

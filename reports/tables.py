@@ -26,7 +26,10 @@ PAPER_COLUMNS: list[tuple[str, str, str, str]] = [
     ("Cross Audio", "Sync_conf", "cross_audio", "LSE-C"),
 ]
 RUNTIME_HEADER = "Runtime (ms)"
-REFERENCE_METHODS = {"ground_truth"}  # shown, but not ranked (it is the target, not a competitor)
+REFERENCE_METHODS = {"ground_truth", "static_frame"}  # fallback when a run does not record method kinds
+# higher_is_better of each value, for headers of columns no method could compute
+KNOWN_DIRECTION = {"LMD": False, "M-LMD": False, "F-LMD": False, "FID": False, "LPIPS": False, "SSIM": True,
+                   "PSNR": True, "CSIM": True, "LSE-C": True, "LSE-D": False}  # shown, but not ranked (it is the target, not a competitor)
 
 
 @dataclass
@@ -71,29 +74,47 @@ class Table:
     footnotes: list[str]
 
     def arrows(self) -> list[str]:
-        """↑ / ↓ per column from the first row that knows the direction."""
+        """↑ / ↓ per column from the first row that knows the direction (else the metric's known one)."""
         out = []
-        for j in range(len(self.columns)):
-            hib = next((r.cells[j].higher_is_better for r in self.rows if r.cells[j].higher_is_better is not None), None)
+        for j, col in enumerate(self.columns):
+            hib = next((r.cells[j].higher_is_better for r in self.rows if r.cells[j].higher_is_better is not None),
+                       KNOWN_DIRECTION.get(col[3]))
             out.append("" if hib is None else ("↑" if hib else "↓"))
         return out
 
 
 def _runtime_ms(run: RunData, method: str) -> float | None:
-    """Per-frame latency of a method from the run's latency results: the sum of its stages' p50 at the
-    smallest batch (what the paper's Runtime column reports), else the generation wall time per frame."""
+    return _runtime(run, method)[0]
+
+
+def _runtime(run: RunData, method: str) -> tuple[float | None, str | None]:
+    """(ms per frame, source). Preferred: the run's latency results, the sum of the method's stages' p50 at
+    the timed batch (the paper's Runtime column). Else the wall time of the method's generate() per frame
+    in this run (the whole method, face tracking included), reconstruction setting first."""
     lat = run.summary.get("latency", {}).get(method)
     if lat:
         stages = [s for name, s in lat.items() if name != "all"]
         if stages:
-            return float(sum(s["p50_ms_per_frame"] for s in stages))
-    wall = run.summary.get("generation_ms_per_frame", {}).get(method)
-    return float(wall) if wall is not None else None
+            dev = stages[0].get("device_name") or stages[0].get("device", "?")
+            return float(sum(s["p50_ms_per_frame"] for s in stages)), f"Runtime: sum of per-stage p50 latency on {dev}"
+    for setting in ("reconstruction", "cross_audio"):
+        ms = run.summary.get("timings", {}).get(method, {}).get(setting, {}).get("generate_ms_per_frame")
+        if ms is not None:
+            gpu = run.summary.get("gpu") or "CPU"
+            return float(ms), (f"Runtime: wall time of the whole method per generated frame in this run ({gpu}; "
+                               "face tracking included), not per-stage latency: see `realtalk-bench latency --run`")
+    return None, None
 
 
-def _rank(rows: list[Row], get) -> None:
+def _is_reference(run: RunData, method: str) -> bool:
+    """Reference methods (ground truth, static frame) are shown but not ranked: they are not competitors."""
+    kind = run.summary.get("methods", {}).get(method, {}).get("kind")
+    return kind == "reference" if kind else method in REFERENCE_METHODS
+
+
+def _rank(rows: list[Row], get, run: RunData) -> None:
     """Rank available cells of one column among competitor rows: 1 best, 2 second."""
-    cands = [(get(r), r) for r in rows if r.method not in REFERENCE_METHODS and get(r).available]
+    cands = [(get(r), r) for r in rows if not _is_reference(run, r.method) and get(r).available]
     if not cands:
         return
     hib = cands[0][0].higher_is_better
@@ -124,11 +145,16 @@ def paper_table(runs: list[RunData], columns: list[tuple[str, str, str, str]] | 
                         footnotes.append(reason)
                     cell.footnote = footnotes.index(reason) + 1
                 cells.append(cell)
-            rt = _runtime_ms(run, method)
-            block.append(Row(run.split, method, cells, Cell(rt, higher_is_better=False) if rt is not None else Cell()))
+            rt, source = _runtime(run, method)
+            rt_cell = Cell(rt, higher_is_better=False) if rt is not None else Cell()
+            if source:
+                if source not in footnotes:
+                    footnotes.append(source)
+                rt_cell.footnote = footnotes.index(source) + 1
+            block.append(Row(run.split, method, cells, rt_cell))
         for j in range(len(columns)):
-            _rank(block, lambda r, j=j: r.cells[j])
-        _rank(block, lambda r: r.runtime)
+            _rank(block, lambda r, j=j: r.cells[j], run)
+        _rank(block, lambda r: r.runtime, run)
         rows += block
     return Table(columns, rows, footnotes)
 
@@ -146,4 +172,4 @@ def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: 
         return f"{value_name}: setting {setting} was not run"
     if method not in results.get(setting, {}):
         return f"{value_name}: {method} was not run in {setting}"
-    return f"{value_name}: not computed for {method} in {setting} (see the run's failures)"
+    return f"{value_name}: not in this run's {setting} results (not requested, or failed: see the run's failures)"

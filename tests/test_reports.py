@@ -32,7 +32,8 @@ def synthetic_run(tmp_path: Path) -> Path:
     rec = {"ground_truth": {"M-LMD": _v(0.0, False), "SSIM": _v(1.0, True)},
            "a": {"M-LMD": _v(2.0, False, 1.5, 2.5), "SSIM": _v(0.8, True)},
            "b": {"M-LMD": _v(3.0, False), "SSIM": _v(0.9, True)},
-           "c": {"M-LMD": _v(4.0, False), "SSIM": _v(0.7, True)}}
+           "c": {"M-LMD": _v(4.0, False), "SSIM": _v(0.7, True)},
+           "static_frame": {"M-LMD": _v(1.0, False), "SSIM": _v(0.95, True)}}
     lat = {"a": {"a2e": {"p50_ms_per_frame": 1.0}, "renderer": {"p50_ms_per_frame": 10.0}},
            "b": {"generator": {"p50_ms_per_frame": 5.0}}}
     (run / "summary.json").write_text(json.dumps(_summary({"reconstruction": rec},
@@ -48,6 +49,7 @@ def test_paper_table_ranks_and_footnotes(synthetic_run: Path) -> None:
     s = cols.index("SSIM")
     assert by["a"].cells[m].rank == 1 and by["b"].cells[m].rank == 2 and by["c"].cells[m].rank == 3
     assert by["ground_truth"].cells[m].rank is None  # the target is not ranked
+    assert by["static_frame"].cells[m].rank is None  # nor the floor, though its value is "best" here
     assert by["b"].cells[s].rank == 1 and by["a"].cells[s].rank == 2
     assert by["a"].runtime.mean == pytest.approx(11.0) and by["b"].runtime.rank == 1
     sync = cols.index("Sync_conf")
@@ -55,6 +57,18 @@ def test_paper_table_ranks_and_footnotes(synthetic_run: Path) -> None:
     assert not cell.available and "syncnet_v2.model not at /x" in table.footnotes[cell.footnote - 1]
     assert any("cross_audio was not run" in f for f in table.footnotes)
     assert table.arrows()[m] == "↓" and table.arrows()[s] == "↑"
+
+
+def test_bars_accept_split_level_values_without_ci(synthetic_run: Path, tmp_path: Path) -> None:
+    """FID is split-level: its summary entry has ci_low/ci_high = None; the bars draw it without an error bar."""
+    from reports.plots import metric_bars
+
+    summary = json.loads((synthetic_run / "summary.json").read_text())
+    summary["results"]["reconstruction"]["a"]["FID"] = {"mean": 12.0, "ci_low": None, "ci_high": None,
+                                                        "n_clips": 3, "higher_is_better": False}
+    (synthetic_run / "summary.json").write_text(json.dumps(summary))
+    paths = metric_bars(load_run(synthetic_run), "reconstruction", "FID", tmp_path)
+    assert paths and all(p.stat().st_size > 0 for p in paths)
 
 
 def test_exports(synthetic_run: Path) -> None:
@@ -66,7 +80,19 @@ def test_exports(synthetic_run: Path) -> None:
     assert "ground\\_truth" in tex and "\\multicolumn{7}{c}{Reconstruction}" in tex
     rows = to_csv(table).strip().splitlines()
     assert rows[0].startswith("dataset,method,group,metric")
-    assert len(rows) == 1 + 4 * (len(table.columns) + 1)
+    assert len(rows) == 1 + 5 * (len(table.columns) + 1)
+
+
+def test_runtime_falls_back_to_generation_wall_time(synthetic_run: Path) -> None:
+    summary = json.loads((synthetic_run / "summary.json").read_text())
+    summary["latency"] = {}
+    summary["timings"] = {"c": {"reconstruction": {"generate_ms_per_frame": 250.0}}}
+    (synthetic_run / "summary.json").write_text(json.dumps(summary))
+    table = paper_table([load_run(synthetic_run)])
+    c = next(r for r in table.rows if r.method == "c")
+    assert c.runtime.mean == 250.0 and c.runtime.rank == 1
+    assert "wall time of the whole method" in table.footnotes[c.runtime.footnote - 1]
+    assert "**250.000**[^" in to_markdown(table)
 
 
 @pytest.fixture(scope="module")

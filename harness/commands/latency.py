@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ def print_table(results: list[dict[str, Any]], title: str = "latency") -> None:
                   "—" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.1f}",
                   "—" if r["params"] is None else f"{r['params']:,}",
                   "—" if r["flops_per_frame"] is None else f"{r['flops_per_frame'] / 1e9:.3f}")
-    Console(width=None if sys.stdout.isatty() else 220).print(t)
+    Console().print(t)
 
 
 def add_to_run(run_dir: Path, results: list[dict[str, Any]]) -> None:
