@@ -10,11 +10,12 @@ import importlib.util
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from harness.errors import WeightsMissingError
+from harness.fsutil import atomic_write_json
 from harness.paths import home, torch_hub_checkpoints, weights_dir
 
 
@@ -82,10 +83,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     digest = h.hexdigest()
     cache[key] = digest
     try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_path)
+        atomic_write_json(cache_path, cache, indent=None)
     except OSError:
         pass
     return digest

@@ -20,7 +20,6 @@ Two paths with identical output (tested): `generate(..., streaming=False)` rende
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,11 +248,3 @@ def _next_history(hist: Tensor, pred: Tensor, n: int) -> Tensor:
 def to_uint8(x: Tensor) -> np.ndarray:
     """float [B,3,H,W] in [0,1] -> uint8 [B,H,W,3]."""
     return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def checkpoint_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -60,12 +60,12 @@ class RealTalkMethod(Method):
         if self._fp is None:
             import torch
 
-            from realtalk.inference import checkpoint_sha256
+            from harness.cache import file_digest
 
             p = self.checkpoint_path()
             cfg = torch.load(p, map_location="cpu", weights_only=False)["config"]
             blob = json.dumps({"config": cfg, "streaming": self.streaming}, sort_keys=True).encode()
-            self._fp = f"{checkpoint_sha256(p)[:16]}-{hashlib.sha256(blob).hexdigest()[:8]}"
+            self._fp = f"{file_digest(p)[:16]}-{hashlib.sha256(blob).hexdigest()[:8]}"
         return self._fp
 
     def generate(self, inp: MethodInput) -> np.ndarray:

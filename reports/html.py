@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 
 from reports.export import to_csv, to_latex, to_markdown
 from reports.grids import comparison_grid, side_by_side

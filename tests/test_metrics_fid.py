@@ -8,7 +8,7 @@ import torch
 
 from _metric_media import styletalk_crops
 from harness import weights
-from metrics.fid import _FEATURE_MEMO, FID, build_pytorch_fid_inception, inception_features, load_network, preprocess
+from metrics.fid import _FEATURE_MEMO, FID, build_pytorch_fid_inception, inception_features, preprocess
 from metrics.frechet import fid_from_features, frechet_distance, gaussian_stats
 
 
