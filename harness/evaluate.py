@@ -245,7 +245,8 @@ class Evaluator:
         with tempfile.TemporaryDirectory(prefix="rtb-gen-") as wd:
             inp = MethodInput(clip_id=task.clip_id, setting=task.setting, source_video=Path(video.path),
                               source_frames=video.frames, audio=gt["audio"], n_frames=n, fps=self.fps,
-                              sample_rate=self.sample_rate, audio_path=Path(gt["audio_path"]), workdir=Path(wd))
+                              sample_rate=self.sample_rate, audio_path=Path(gt["audio_path"]), workdir=Path(wd),
+                              source_timestamps=getattr(video, "source_timestamps", None))
             frames = method.generate(inp)
         frames = np.asarray(frames)
         exp = (n, *video.frames.shape[1:])

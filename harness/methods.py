@@ -35,6 +35,7 @@ class MethodInput:
     sample_rate: int = 16000
     audio_path: Path | None = None
     workdir: Path | None = None  # scratch folder for subprocess methods
+    source_timestamps: np.ndarray | None = None  # pts (s) of each source frame in source_video (cache keys)
 
 
 class Method(ABC):

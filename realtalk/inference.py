@@ -102,8 +102,12 @@ class RealTalkPipeline:
     # ------------------------------------------------------------------------------------------ source
     @torch.no_grad()
     def prepare(self, frames: np.ndarray, fps: float = 25.0, source_path: str | Path | None = None,
-                faces: Any = None) -> Source:
-        """Crops, coefficients and reference features of the source (cached by harness.faces/coefficients)."""
+                faces: Any = None, source_timestamps: np.ndarray | None = None) -> Source:
+        """Crops, coefficients and reference features of the source (cached by harness.faces/coefficients).
+
+        The face-track cache key names the source file and which of its frames these are: pass the frames'
+        presentation timestamps (harness.media.Video.source_timestamps) when known; otherwise the frames'
+        own bytes identify them, so a frame range that does not start at 0 never reuses another's track."""
         from realtalk.coefficients import clip_coefficients
 
         if faces is None:
@@ -111,9 +115,10 @@ class RealTalkPipeline:
 
             if source_path is None:
                 raise ValueError("source_path is needed to cache the face track (or pass faces=)")
-            # the frames are the first len(frames) frames of source_path resampled to fps
+            if source_timestamps is None or len(source_timestamps) != len(frames):
+                source_timestamps = frames_identity(frames)
             video = SimpleNamespace(frames=frames, fps=fps, path=Path(source_path),
-                                    source_timestamps=np.arange(len(frames), dtype=np.float64) / fps)
+                                    source_timestamps=np.asarray(source_timestamps, np.float64))
             faces = clip_faces(video)
         coeffs = clip_coefficients(faces, self.fm)
         dev = self.device
@@ -203,27 +208,22 @@ class RealTalkPipeline:
         """Full-resolution frames: generated region (feathered 1 - M) over the source frames."""
         import cv2
 
-        from harness.faces.crop import CropTrack, paste_frames
+        from harness.faces.crop import paste_frames_alpha
 
         ct = src.faces.crop_track
         track = dataclasses.replace(ct, boxes=np.asarray(ct.boxes)[idx])
-        crops = to_uint8(i_hat)
-        base = src.frames[idx]
-        pasted = paste_frames(base, crops, track)
         gen = (1.0 - mask[:, 0]).clamp(0, 1).cpu().numpy().astype(np.float32)
         if self.feather_sigma > 0:
             gen = np.stack([cv2.GaussianBlur(g, (0, 0), self.feather_sigma) for g in gen])
-        a8 = np.repeat(np.clip(np.rint(gen * 255), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-        alpha = paste_frames(np.zeros_like(base), a8, track)[..., :1].astype(np.float32) / 255.0
-        out = alpha * pasted.astype(np.float32) + (1 - alpha) * base.astype(np.float32)
-        assert isinstance(track, CropTrack)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        a8 = np.clip(np.rint(gen * 255), 0, 255).astype(np.uint8)
+        return paste_frames_alpha(src.frames[idx], to_uint8(i_hat), a8, track)
 
     def generate(self, frames: np.ndarray, audio: np.ndarray, n_frames: int, fps: float = 25.0,
                  source_path: str | Path | None = None, streaming: bool = False, batch_size: int = 8,
-                 out_path: str | Path | None = None, sample_rate: int = 16000, faces: Any = None) -> np.ndarray:
+                 out_path: str | Path | None = None, sample_rate: int = 16000, faces: Any = None,
+                 source_timestamps: np.ndarray | None = None) -> np.ndarray:
         """uint8 [n_frames,H,W,3] at the source resolution; also written (with the audio) to out_path."""
-        src = self.prepare(frames, fps, source_path, faces=faces)
+        src = self.prepare(frames, fps, source_path, faces=faces, source_timestamps=source_timestamps)
         tokens = self.audio_tokens(audio, n_frames)
         out = np.empty((n_frames,) + frames.shape[1:], np.uint8)
         if streaming:
@@ -239,6 +239,14 @@ class RealTalkPipeline:
 
             write_video(out_path, out, fps=fps, audio=audio, sample_rate=sample_rate)
         return out
+
+
+def frames_identity(frames: np.ndarray) -> np.ndarray:
+    """Stand-in for unknown source timestamps in a cache key: one float per frame from its content digest."""
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=6).digest(), "big")
+                     for f in frames], np.float64)
 
 
 def _next_history(hist: Tensor, pred: Tensor, n: int) -> Tensor:

@@ -7,7 +7,7 @@ Stages (frames_per_call in brackets), each on fixed random inputs of the real sh
             realtalk.inference does (min of the source-expression and predicted-expression masks);
 - renderer  [B]: masked source + cached reference features + [alpha,beta,rho] -> blended 256x256 frames;
 - paste     [B]: B 256x256 crops (device -> host uint8) pasted into 720p frames with the feathered mask
-            (realtalk.inference.RealTalkPipeline.paste -> harness.faces.crop.paste_frames).
+            (realtalk.inference.RealTalkPipeline.paste -> harness.faces.crop.paste_frames_alpha).
 Networks run through realtalk.fast.FastRealTalk: autocast dtype, channels_last, optional torch.compile
 and CUDA graphs. FLOPs are counted on the eager networks (the compiled ones are the same maths).
 """

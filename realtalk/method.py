@@ -71,7 +71,8 @@ class RealTalkMethod(Method):
     def generate(self, inp: MethodInput) -> np.ndarray:
         return self.pipeline().generate(inp.source_frames, inp.audio, inp.n_frames, fps=inp.fps,
                                         source_path=inp.source_video, streaming=self.streaming,
-                                        batch_size=self.batch_size, sample_rate=inp.sample_rate)
+                                        batch_size=self.batch_size, sample_rate=inp.sample_rate,
+                                        source_timestamps=inp.source_timestamps)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

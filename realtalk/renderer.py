@@ -8,6 +8,10 @@ Decoder: one FIA module per level 1/16, 1/8, 1/4, 1/2, 1/1. A FIA module
     -> cross-attention from the decoder features to the reference encoder features of the same
        resolution, at 1/8 and 1/16 only (face-texture reference).
 Head: conv -> sigmoid gives F_d in [0,1]; I_hat = M * I_s + (1 - M) * F_d.
+With output="ref_residual" (ours; the small CPU config) the head instead edits the reference frame:
+F_d = sigmoid(logit(I_r) + head), so an untrained renderer starts from the reference's lower face (the same
+person, same crop track) and training only has to learn the expression change -- minutes of CPU training then
+give a face rather than a blur. The paper config keeps the plain sigmoid head.
 
 Autocast/channels_last friendly: convs, GroupNorm, linear, SDPA only; AdaIN statistics in fp32.
 Per-sample normalisation only (GroupNorm/AdaIN), so the batched and the single-frame paths agree.
@@ -191,6 +195,9 @@ class Renderer(nn.Module):
         self.levels = levels
         self.fia = nn.ModuleList(mods)
         self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(cin, 3, 3, 1, 1))
+        if cfg.output == "ref_residual":  # start exactly at the reference image
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
         # [alpha, beta, rho] standardisation (rho holds pixel translations ~100): set from the training data
         self.register_buffer("code_mean", torch.zeros(code_dim))
         self.register_buffer("code_std", torch.ones(code_dim))
@@ -201,17 +208,29 @@ class Renderer(nn.Module):
         self.code_mean.copy_(codes.mean(0))
         self.code_std.copy_(codes.std(0).clamp_min(1e-3))
 
+    REF_IMAGE = 0  # ref_feats key of the reference image itself (output="ref_residual")
+
+    def _ref_entries(self, feats: dict[int, Tensor], reference: Tensor) -> dict[int, Tensor]:
+        out = {k: v for k, v in feats.items() if k in self.cfg.attn_levels}
+        if self.cfg.output == "ref_residual":
+            out[self.REF_IMAGE] = reference
+        return out
+
     def encode_reference(self, reference: Tensor) -> dict[int, Tensor]:
         """Reference features used by the FIA attention (computed once per clip when streaming)."""
-        feats = self.encoder(reference)
-        return {k: v for k, v in feats.items() if k in self.cfg.attn_levels}
+        return self._ref_entries(self.encoder(reference), reference)
 
     def decode(self, src_feats: dict[int, Tensor], ref_feats: dict[int, Tensor], code: Tensor) -> Tensor:
         x = src_feats[16]
         for lvl, mod in zip(self.levels, self.fia):
             x = mod(x, src_feats[lvl], code, ref_feats.get(lvl))
         out = self.head(x)
-        return torch.sigmoid(out) if self.cfg.output == "sigmoid" else (torch.tanh(out) + 1) / 2
+        if self.cfg.output == "sigmoid":
+            return torch.sigmoid(out)
+        if self.cfg.output == "ref_residual":
+            ref = ref_feats[self.REF_IMAGE].to(out.dtype).clamp(1e-3, 1 - 1e-3)
+            return torch.sigmoid(torch.logit(ref) + out)
+        return (torch.tanh(out) + 1) / 2
 
     def forward(self, source: Tensor, reference: Tensor | None, mask: Tensor, alpha: Tensor, beta: Tensor,
                 rho: Tensor, ref_feats: dict[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -220,7 +239,7 @@ class Renderer(nn.Module):
         if ref_feats is None:  # training path: one shared-encoder pass over [masked source; reference]
             feats = self.encoder(torch.cat([masked, reference], dim=0))
             src_feats = {k: v[:b] for k, v in feats.items()}
-            ref_feats = {k: v[b:] for k, v in feats.items() if k in self.cfg.attn_levels}
+            ref_feats = self._ref_entries({k: v[b:] for k, v in feats.items()}, reference)
         else:
             src_feats = self.encoder(masked)
             ref_feats = {k: (v.expand(b, -1, -1, -1) if v.shape[0] == 1 and b > 1 else v) for k, v in ref_feats.items()}

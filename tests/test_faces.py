@@ -31,6 +31,18 @@ def dlib_lm():
     return get_landmarker("dlib")
 
 
+@pytest.fixture()
+def torch_one_thread():
+    """FAN(4) on CPU with one intra-op thread: on the shared 2-core machine under load, two threads made a
+    256 px forward ~10x slower (measured 9.4 s vs 0.7 s)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _video(root: Path, rel: str, n: int, start: int = 0):
     return read_video(root / rel, fps=25.0, start=start, max_frames=n)
 
@@ -190,7 +202,7 @@ def test_s3fd_loads_official_format(data_root, tmp_path, monkeypatch):
     assert out.ndim == 2 and out.shape[1] == 5 and out.dtype == np.float32
 
 
-def test_fan_loads_official_format(data_root, tmp_path, monkeypatch):
+def test_fan_loads_official_format(data_root, tmp_path, monkeypatch, torch_one_thread):
     """Random FAN(4) weights saved as face-alignment 1.5's file (a torch.save'd state dict,
     2DFAN4-11f355bf06.pth.tar) and loaded through its loading code; landmarks are meaningless: shapes only."""
     import torch
@@ -206,3 +218,48 @@ def test_fan_loads_official_format(data_root, tmp_path, monkeypatch):
     frame = _video(data_root, "styletalk/video/Obama_clip1.mp4", 1).frames[0]
     pts = lm.landmarks(frame, np.array([60, 60, 200, 200], np.float32))
     assert pts.shape == (68, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_fan_loads_torchscript_zip(data_root, tmp_path, monkeypatch, torch_one_thread):
+    """face-alignment 1.3/1.4's file: FAN(4) traced to a TorchScript archive (2DFAN4-cd938726ad.zip,
+    returning the last stack's heatmaps as the official one does). With only the zip at the hub path the
+    landmarker picks it up, and its heatmaps/landmarks match the state-dict path on the same random weights
+    (measured: identical, 0.0 px and 0.0 heatmap difference on CPU)."""
+    import torch
+    from face_alignment.models import FAN
+
+    class LastStack(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)[-1]
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    net = FAN(4).eval()
+    sd_path = tmp_path / "2DFAN4-11f355bf06.pth.tar"  # outside the hub: the default must pick the zip
+    torch.save(net.state_dict(), sd_path)
+    zip_path = weights.REGISTRY["fan_2d"].path()
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        traced = torch.jit.trace(LastStack(net), torch.rand(1, 3, 256, 256), check_trace=False)
+    torch.jit.save(traced, str(zip_path))
+    assert zip_path.suffix == ".zip" and not weights.available("fan_2d_pth")
+
+    lm_zip = get_landmarker("fan", flip_input=False)
+    lm_sd = get_landmarker("fan", path=sd_path, flip_input=False)
+    assert lm_zip.path == zip_path and lm_zip.weights_sha256 == weights.file_sha256(zip_path)
+    assert isinstance(lm_zip._net, torch.jit.ScriptModule) and not lm_zip._net.training
+    frame = _video(data_root, "styletalk/video/Obama_clip1.mp4", 1).frames[0]
+    box = np.array([60, 60, 200, 200], np.float32)
+    a, b = lm_zip.landmarks(frame, box), lm_sd.landmarks(frame, box)
+    assert a.shape == (68, 2) and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    x = torch.from_numpy(frame[None, :256, :256].transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+    with torch.no_grad():
+        hz, hs = lm_zip._net(x), lm_sd._net(x)[-1]
+    assert hz.shape == hs.shape == (1, 68, 64, 64)
+    torch.testing.assert_close(hz, hs, atol=1e-5, rtol=0)

@@ -30,6 +30,7 @@ def setup(data_root, tmp_path_factory):
         torch.nn.init.normal_(a2e.head.weight, std=0.05)
         for mod in ren.fia:
             torch.nn.init.normal_(mod.mlp[-1].weight, std=0.05)
+        torch.nn.init.normal_(ren.head[-1].weight, std=0.05)  # ref_residual head starts at zero
     path = tmp_path_factory.mktemp("ckpt") / "realtalk.pt"
     torch.save({"format": 1, "kind": "realtalk", "config": cfg.to_dict(), "a2e": a2e.state_dict(),
                 "renderer": ren.state_dict(), "face_model": f"{fm.name}:{fm.fingerprint()}", "featurizer": "logmel"},
@@ -87,3 +88,18 @@ def test_method_registry(setup, tmp_path):
                       source_frames=video.frames[:16], audio=audio[: 16 * 640], n_frames=16)
     frames = m.generate(inp)
     assert frames.shape == (16,) + video.frames.shape[1:]
+
+
+def test_face_track_cache_key_names_the_frame_range(setup, tmp_path, monkeypatch):
+    """Frames [10, 20) of a file must not reuse the face track cached for frames [0, 10) of the same file."""
+    from harness.media import read_video
+
+    monkeypatch.setenv("REALTALK_BENCH_HOME", str(tmp_path / "home"))
+    pipe, video, _, _ = setup
+    late = read_video(video.path, fps=25.0, start=10, max_frames=10)
+    assert np.array_equal(late.frames, video.frames[10:20])
+    first = pipe.prepare(video.frames[:10], 25.0, video.path, source_timestamps=video.source_timestamps[:10])
+    with_pts = pipe.prepare(late.frames, 25.0, video.path, source_timestamps=late.source_timestamps)
+    no_pts = pipe.prepare(late.frames, 25.0, video.path)  # timestamps unknown: keyed by content
+    assert np.array_equal(with_pts.faces.crops, no_pts.faces.crops)
+    assert not np.array_equal(first.faces.crops, with_pts.faces.crops)

@@ -46,6 +46,7 @@ def test_reference_cache_path_matches_and_code_matters():
     r = Renderer(cfg).eval()
     for mod in r.fia:  # AdaIN MLP heads start at zero; perturb so the code has an effect
         torch.nn.init.normal_(mod.mlp[-1].weight, std=0.05)
+    torch.nn.init.normal_(r.head[-1].weight, std=0.05)  # the ref_residual head starts at zero too
     src, ref, mask, (a, b, p) = _batch(cfg)
     with torch.no_grad():
         full, _ = r(src, ref, mask, a, b, p)
@@ -54,6 +55,27 @@ def test_reference_cache_path_matches_and_code_matters():
         other, _ = r(src, ref, mask, a, b + 1.0, p)
     assert torch.allclose(full[:1], one, atol=1e-5)
     assert not torch.allclose(full, other)
+
+
+def test_ref_residual_head_starts_at_the_reference():
+    """small: F_d = sigmoid(logit(I_r) + head) with a zero-initialised head, so an untrained renderer pastes the
+    reference; the paper config keeps the plain sigmoid head."""
+    assert get_config("paper").renderer.output == "sigmoid"
+    cfg = get_config("small").renderer
+    assert cfg.output == "ref_residual"
+    torch.manual_seed(0)
+    r = Renderer(cfg).eval()
+    src, ref, mask, (a, b, p) = _batch(cfg)
+    with torch.no_grad():
+        i_hat, f_d = r(src, ref, mask, a, b, p)
+        feats = r.encode_reference(ref[:1])
+        _, f_one = r(src[:1], None, mask[:1], a[:1], b[:1], p[:1], ref_feats=feats)
+    assert torch.allclose(f_d, ref.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+    assert torch.allclose(f_one, f_d[:1], atol=1e-5)
+    torch.nn.init.normal_(r.head[-1].weight, std=0.05)
+    with torch.no_grad():
+        _, f_d2 = r(src, ref, mask, a, b, p)
+    assert (f_d2 - f_d).abs().mean() > 1e-3  # the head edits it once trained
 
 
 def test_fia_blocks_switch_and_grad():

@@ -47,7 +47,12 @@ def test_a2e_steps_reduce_loss_on_real_batch(real):
     assert losses[-1] < losses[0]
 
 
-def test_renderer_steps_reduce_loss_on_real_batch(real):
+@pytest.mark.parametrize("output", ["ref_residual", "sigmoid"])
+def test_renderer_steps_reduce_loss_on_real_batch(real, output):
+    """Both heads (small's reference residual, the paper's sigmoid) learn on a fixed real batch; the
+    adversarial term is left out (a random discriminator's gradient is noise over 6 steps)."""
+    import dataclasses
+
     from realtalk.data import RendererFrames
     from realtalk.losses import RendererLoss, teeth_mask
     from realtalk.renderer import Renderer
@@ -55,22 +60,24 @@ def test_renderer_steps_reduce_loss_on_real_batch(real):
 
     fm, cfg, clips = real
     torch.manual_seed(0)
-    model = Renderer(cfg.renderer)
+    model = Renderer(dataclasses.replace(cfg.renderer, output=output))
     crit = RendererLoss(disc_channels=8, disc_layers=2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    lr = {"ref_residual": 1e-4, "sigmoid": 1e-3}[output]  # the residual head oscillates at 1e-3 (measured)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
     b = RendererFrames(clips).batch(2, np.random.default_rng(0))
     mask = renderer_masks(fm, b["alpha"], b["beta"], b["rho"], 256)
     assert 0.05 < float(1 - mask.mean()) < 0.7  # a lower-face region is generated, not the whole crop
     teeth = teeth_mask(fm, b["alpha"], b["beta"], b["rho"], 256)
     losses = []
-    for _ in range(6):
+    for _ in range(10):
         i_hat, _ = model(b["target"], b["reference"], mask, b["alpha"], b["beta"], b["rho"])
-        loss, parts = crit.generator_loss(i_hat, b["target"], teeth)
+        loss, parts = crit.generator_loss(i_hat, b["target"], teeth, use_adv=False)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(parts)
-    print("renderer fixed-batch losses", [round(p["loss"], 4) for p in losses])
+    print(f"renderer ({output}) fixed-batch losses", [round(p["loss"], 4) for p in losses],
+          "l1", [round(p["l1"], 4) for p in losses])
     assert losses[-1]["loss"] < losses[0]["loss"]
     assert losses[-1]["l1"] < losses[0]["l1"]
 

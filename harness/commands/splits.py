@@ -1,14 +1,19 @@
-"""`realtalk-bench splits list | show NAME | verify NAME [--root DIR] | fetch NAME [--root DIR]`."""
+"""`realtalk-bench splits list | show NAME | verify NAME [--root DIR] | fetch NAME [--root DIR]
+| prepare NAME [--root DIR] [--clips a,b] [--max-frames N] [--json PATH]`."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from harness.splits.prepare import PrepareRow
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("splits", help="list, show, verify or fetch evaluation splits")
+    p = subparsers.add_parser("splits", help="list, show, verify, fetch or prepare evaluation splits")
     sub = p.add_subparsers(dest="splits_cmd", metavar="ACTION")
     sub.add_parser("list", help="shipped split manifests").set_defaults(func=_list)
     s = sub.add_parser("show", help="clips of a split")
@@ -23,7 +28,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if action == "verify":
             q.add_argument("--no-hash", action="store_true", help="skip sha256 (faster)")
         q.set_defaults(func=fn)
+    _add_prepare(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("prepare", help="decode every clip (whole files) and cache its face track, timing each stage")
+    q.add_argument("name", help="split name or path to a manifest .yaml")
+    q.add_argument("--root", default=None, help="data root (default: $REALTALK_BENCH_DATA, else ../shared/data)")
+    q.add_argument("--clips", default=None, help="comma-separated clip ids (default: every clip, train and test)")
+    q.add_argument("--max-frames", type=int, default=None, help="only the first N frames at 25 fps of each clip")
+    q.add_argument("--json", default=None, help="also write the rows and totals to this JSON file")
+    q.set_defaults(func=_prepare)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -95,3 +111,50 @@ def _fetch(args: argparse.Namespace) -> int:
     rows = fetch_split(s, args.root)
     Console().print(_table(rows, f"fetch {s.name}"))
     return 0 if all(r.ok for r in rows) else 1
+
+
+def _prepare_table(rows: list[PrepareRow], total: dict[str, Any], title: str) -> Table:
+    """One row per clip (failed ones show their error) and a total row with the pass's wall time."""
+    from rich.markup import escape
+
+    t = Table(title=title)
+    for col in ("clip", "role", "frames@25", "decode s", "face s", "cached", "error"):
+        t.add_column(col, justify="right" if col in ("frames@25", "decode s", "face s") else "left")
+
+    def num(v: float | int | None, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    for r in rows:
+        cached = "" if r.cached is None else ("yes" if r.cached else "no")
+        t.add_row(r.clip_id, r.role, num(r.frames, "d"), num(r.decode_s, ".2f"), num(r.face_s, ".2f"), cached,
+                  f"[red]{escape(r.error)}[/red]" if r.error else "", end_section=r is rows[-1])
+    t.add_row(f"total ({total['clips'] - total['failed']}/{total['clips']} ok)", "", str(total["frames"]),
+              f"{total['decode_s']:.2f}", f"{total['face_s']:.2f}", f"{total['cached']}/{total['clips']}",
+              f"wall {total['wall_s']:.2f} s")
+    return t
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """Exit 1 when any clip failed, after every clip was tried and the table (and JSON) written."""
+    import time
+
+    from harness.errors import BenchError
+    from harness.fsutil import atomic_write_json
+    from harness.paths import data_root
+    from harness.splits import load_split, materialize
+    from harness.splits.prepare import FPS, SAMPLE_RATE, prepare_split, select_clips, totals
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise BenchError(f"--max-frames must be >= 1, got {args.max_frames}")
+    s = materialize(load_split(args.name), args.root)
+    clips = select_clips(s, None if args.clips is None else [c.strip() for c in args.clips.split(",")])
+    t0 = time.perf_counter()
+    rows = prepare_split(clips, args.root, args.max_frames)
+    total = totals(rows, time.perf_counter() - t0)
+    root = data_root(args.root)
+    Console().print(_prepare_table(rows, total, f"prepare {s.name} at {root}"))
+    if args.json:
+        atomic_write_json(args.json, {"split": s.name, "root": str(root), "fps": FPS, "sample_rate": SAMPLE_RATE,
+                                      "max_frames": args.max_frames, "rows": [r.to_dict() for r in rows],
+                                      "total": total})
+    return 1 if total["failed"] else 0

@@ -150,3 +150,28 @@ def paste_frames(frames: np.ndarray, crops: np.ndarray, crop_track: CropTrack, f
         else:
             out[t, sy1:sy2, sx1:sx2] = patch
     return out
+
+
+def paste_frames_alpha(frames: np.ndarray, crops: np.ndarray, alphas: np.ndarray, crop_track: CropTrack
+                       ) -> np.ndarray:
+    """Inverse of crop_frames with a per-pixel alpha given in crop coordinates (uint8 0..255 or float 0..1):
+    inside each box out = a * crop + (1 - a) * frame. Only box pixels are touched, so the cost follows the
+    face size, not the frame size (what a generator that edits part of the crop needs)."""
+    if not (len(frames) == len(crops) == len(alphas) == len(crop_track)):
+        raise ValueError(f"{len(frames)} frames, {len(crops)} crops, {len(alphas)} alphas, "
+                         f"crop track of {len(crop_track)}")
+    out = np.array(frames, copy=True)
+    h, w = out.shape[1:3]
+    scale = 255.0 if np.asarray(alphas).dtype == np.uint8 else 1.0
+    for t in range(len(out)):
+        box = crop_track.boxes[t]
+        sx1, sy1, sx2, sy2, pl, pt, _, _ = _clip_box(box, h, w)
+        if sx2 <= sx1 or sy2 <= sy1:
+            continue
+        side = int(box[2] - box[0])
+        rows, cols = slice(pt, pt + (sy2 - sy1)), slice(pl, pl + (sx2 - sx1))
+        patch = _resize(np.ascontiguousarray(crops[t]), side)[rows, cols].astype(np.float32)
+        a = _resize(np.ascontiguousarray(alphas[t]), side)[rows, cols].astype(np.float32)[..., None] / scale
+        dst = out[t, sy1:sy2, sx1:sx2].astype(np.float32)
+        out[t, sy1:sy2, sx1:sx2] = np.clip(np.rint(a * patch + (1 - a) * dst), 0, 255).astype(np.uint8)
+    return out
