@@ -169,7 +169,8 @@ class FID(Metric):
                       "resize": "bilinear to 299x299, torch F.interpolate align_corners=False, no antialias",
                       "input_scaling": "x/255*2-1 -> [-1,1] (pytorch-fid)",
                       "stats": "float64 mean, covariance ddof=1 over all frames of all clips",
-                      "sqrtm": "scipy.linalg.sqrtm; eps=1e-6 diagonal offset if singular; tiny imaginary dropped",
+                      "trace_sqrt": "eigh: Tr sqrt(S1 S2) = sum sqrt eig(S1^1/2 S2 S1^1/2), negatives clamped "
+                                    "(equals pytorch-fid's scipy sqrtm to ~1e-6 relative; metrics/frechet.py)",
                       "weights_state": state,
                       "note": "biased upwards with few frames; compare only at equal frame counts"},
         )

@@ -69,12 +69,19 @@ def history_from_source(beta: np.ndarray | Tensor, n: int) -> Tensor:
 
 
 class RealTalkPipeline:
-    """Both networks + the face model + the audio featurizer, on one device, in eval mode."""
+    """Both networks + the face model + the audio featurizer, on one device, in eval mode.
+
+    channels_last (default off): the renderer's weights in NHWC, which the CPU convolution kernels run about
+    30% faster (small config, batch 8: 101 vs 143 ms/frame measured here), but NHWC kernels round
+    differently at batch 1 and batch 8, so the streaming and batched paths then differ by up to 2 grey
+    levels instead of agreeing to 1e-5; off keeps them the same frames."""
 
     def __init__(self, a2e: AudioToExpression, renderer: Renderer, cfg: RealTalkConfig, face_model: Any,
-                 featurizer: Any, device: str = "cpu", feather_sigma: float = 2.0):
+                 featurizer: Any, device: str = "cpu", feather_sigma: float = 2.0, channels_last: bool = False):
         self.a2e = a2e.to(device).eval()
         self.renderer = renderer.to(device).eval()
+        if channels_last:
+            self.renderer = self.renderer.to(memory_format=torch.channels_last)
         self.cfg = cfg
         self.fm = face_model.to(device) if hasattr(face_model, "to") else face_model
         self.featurizer = featurizer
@@ -82,7 +89,7 @@ class RealTalkPipeline:
         self.feather_sigma = feather_sigma
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "RealTalkPipeline":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", channels_last: bool = False) -> "RealTalkPipeline":
         from realtalk.audio_features import get_featurizer
         from realtalk.face_model import get_face_model
 
@@ -97,7 +104,8 @@ class RealTalkPipeline:
             import warnings
 
             warnings.warn(f"{path}: trained with face model {fm_name}:{fm_fp}, found {fm.fingerprint()}", stacklevel=2)
-        return cls(a2e, ren, cfg, fm, get_featurizer(ck.get("featurizer", "logmel")), device)
+        return cls(a2e, ren, cfg, fm, get_featurizer(ck.get("featurizer", "logmel")), device,
+                   channels_last=channels_last)
 
     # ------------------------------------------------------------------------------------------ source
     @torch.no_grad()

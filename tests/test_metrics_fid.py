@@ -96,6 +96,22 @@ def test_frechet_matches_closed_form_for_diagonal_gaussians():
     assert m.dtype == np.float64 and s.shape == (3, 3)
 
 
+def test_frechet_eigh_equals_pytorch_fid_sqrtm():
+    """The default eigh trace equals pytorch-fid's sqrtm algorithm on full-rank and rank-deficient
+    (fewer frames than feature dims, as in every per-split FID here) covariances."""
+    rng = np.random.default_rng(1)
+    mix = rng.normal(size=(64, 64))
+    for n in (400, 40):  # full rank, then rank 39 < 64
+        a = rng.normal(size=(n, 64)) @ mix
+        b = rng.normal(size=(n, 64)) @ (mix + 0.3 * rng.normal(size=(64, 64))) + 0.5
+        m1, s1 = gaussian_stats(a)
+        m2, s2 = gaussian_stats(b)
+        ref = frechet_distance(m1, s1, m2, s2, method="sqrtm")
+        assert frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown"):
+        frechet_distance(m1, s1, m2, s2, method="svd")
+
+
 def test_metric_state_and_aggregate(frames):
     from metrics.base import ClipInput
 
