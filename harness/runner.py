@@ -50,6 +50,7 @@ class RunConfig:
     address: str | None = None
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    workers: int | None = None  # processes executor: worker count (default: all cores, at most 8)
     device: str = "cpu"
     batch_size: int = 32
     seed: int = SEED
@@ -225,7 +226,7 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
     if tasks:
         from harness.executors import make_executor
 
-        ex = make_executor(cfg.executor, cfg.address, cfg.num_cpus, cfg.num_gpus, io_=io_)
+        ex = make_executor(cfg.executor, cfg.address, cfg.num_cpus, cfg.num_gpus, io_=io_, workers=cfg.workers)
         evaluator = None
         if cfg.executor == "local":
             evaluator = Evaluator(methods, metrics, all_clips, spec.root, io_=io_, write_videos=cfg.write_videos)

@@ -99,3 +99,18 @@ def test_channels_last_bf16_autocast():
         i_hat, f_d = r(src.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last),
                        mask, a, b, p)
     assert torch.isfinite(i_hat.float()).all()
+
+
+def test_adain_is_instance_norm_then_modulation():
+    from realtalk.renderer import adain
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 16, 16, generator=g) * 3 + 1
+    scale, bias = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    want = (x - mean) / torch.sqrt(var + 1e-5) * (1 + scale[:, :, None, None]) + bias[:, :, None, None]
+    torch.testing.assert_close(adain(x, scale, bias), want, rtol=0, atol=1e-5)
+    bf = adain(x.bfloat16(), scale, bias)  # stats in fp32, result in the input dtype
+    assert bf.dtype == torch.bfloat16
+    torch.testing.assert_close(bf.float(), want, rtol=0.02, atol=0.05)

@@ -112,3 +112,21 @@ def test_cli_parser_has_train():
     args = build_parser().parse_args(["train", "renderer", "--split", "demo", "--config", "small", "--steps", "3",
                                       "--time-budget", "5", "--out", "x", "--resume"])
     assert args.stage == "renderer" and args.steps == 3 and args.resume and args.time_budget == 5
+
+
+def test_split_data_in_worker_processes_equals_serial(data_root):
+    """The demo checkpoint loads its clips in a process pool: same clips, same order, same arrays."""
+    from realtalk.audio_features import get_featurizer
+    from realtalk.data import load_split_data
+    from realtalk.face_model import load_default_face_model
+
+    fm, feat = load_default_face_model(), get_featurizer("logmel")
+    logs: list[str] = []
+    serial = load_split_data("demo", data_root, fm, feat, role="test", max_frames=12, min_frames=10)
+    pooled = load_split_data("demo", data_root, fm, feat, role="test", max_frames=12, min_frames=10,
+                             log=logs.append, workers=2)
+    assert [c.clip_id for c in pooled] == [c.clip_id for c in serial] and len(serial) == 5
+    assert logs == [f"loaded {c.clip_id}: 12 frames" for c in serial]
+    for a, b in zip(serial, pooled):
+        for name in ("crops", "alpha", "beta", "rho", "audio"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

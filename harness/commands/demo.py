@@ -7,6 +7,8 @@ import argparse
 import time
 from typing import Any
 
+from harness.executors import EXECUTORS
+
 REFERENCE_METHODS = ("ground_truth", "static_frame")
 
 
@@ -16,7 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (rerun to resume; default runs/demo)")
     p.add_argument("--report", default=None, help="report folder (default: <out>/report)")
     p.add_argument("--max-frames", type=int, default=None, help="cap each clip at N frames (quicker)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--executor", default="auto", choices=["auto", *EXECUTORS],
+                   help="auto: a pool of worker processes on CPU (the 2-core budget), local on a GPU")
+    p.add_argument("--workers", type=int, default=None, help="processes executor: workers (default: all cores, at most 8)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -94,8 +98,14 @@ def run(args: argparse.Namespace) -> int:
     if not methods:
         console.print("[red]no method is available: nothing to evaluate yet[/red]")
         return 1
+    executor = args.executor
+    if executor == "auto":
+        from harness.runner import resolve_device
+
+        executor = "processes" if resolve_device(args.device) == "cpu" else "local"
     cfg = RunConfig(split="demo", out=args.out, methods=methods, root=args.root, metrics="all", role="test",
-                    max_frames=args.max_frames, method_args=margs, executor=args.executor, device=args.device)
+                    max_frames=args.max_frames, method_args=margs, executor=executor, workers=args.workers,
+                    device=args.device)
     summary = run_benchmark(cfg, progress=not args.no_progress, console=console)
     render_summary(summary, console)
     report = build_report(args.out, args.report or str(Path(args.out) / "report"), console)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness.executors import EXECUTORS
 from harness.methods import SETTINGS
 
 
@@ -21,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=_csv, default=None, help="only these clip ids")
     p.add_argument("--role", default="test", choices=["test", "train", "all"], help="which clips of the split")
     p.add_argument("--max-frames", type=int, default=None, help="cap each clip at its first N frames (quick runs)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--executor", default="local", choices=list(EXECUTORS),
+                   help="local: one after another here; processes: a pool of local worker processes; ray: Ray tasks")
+    p.add_argument("--workers", type=int, default=None, help="processes executor: workers (default: all cores, at most 8)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs requested per Ray task (one clip)")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs requested per Ray task (one clip)")
@@ -45,7 +48,8 @@ def config_from_args(args: argparse.Namespace):
         split=args.split, out=args.out, methods=args.methods, root=args.root, settings=args.settings,
         metrics="all" if args.metrics == "all" else _csv(args.metrics), clips=args.clips, role=args.role,
         max_frames=args.max_frames, method_args=parse_method_args(args.method_arg), executor=args.executor,
-        address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus, device=args.device, seed=args.seed,
+        workers=args.workers, address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+        device=args.device, seed=args.seed,
         n_boot=args.n_boot, plugins=args.plugin, write_videos=not args.no_videos, retry_failed=args.retry_failed,
     )
 

@@ -7,6 +7,7 @@ copy: their HOG box is 1.70-2.05 (mean 1.85) of the frame side, centred within 0
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -124,6 +125,25 @@ def _feather_mask(side: int, feather: int) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])[..., None]
 
 
+def _visible_boxes(frame_hw: tuple[int, int], crop_track: CropTrack
+                   ) -> Iterator[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    """(t, box side, rows/cols of the box's visible part in the side x side resized crop, the same
+    part's rows/cols in the frame) for every frame whose box overlaps it: what both pastes walk."""
+    h, w = frame_hw
+    for t, box in enumerate(crop_track.boxes):
+        sx1, sy1, sx2, sy2, pl, pt, _, _ = _clip_box(box, h, w)
+        if sx2 <= sx1 or sy2 <= sy1:
+            continue
+        src = (slice(pt, pt + (sy2 - sy1)), slice(pl, pl + (sx2 - sx1)))
+        yield t, int(box[2] - box[0]), src, (slice(sy1, sy2), slice(sx1, sx2))
+
+
+def _blend(patch: np.ndarray, dst: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 round(alpha * patch + (1 - alpha) * dst)."""
+    mixed = alpha * patch.astype(np.float32) + (1 - alpha) * dst.astype(np.float32)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
 def paste_frames(frames: np.ndarray, crops: np.ndarray, crop_track: CropTrack, feather: int = 0) -> np.ndarray:
     """Inverse of crop_frames: each crop is resized back to its box and written into a copy of its
     frame (alpha-blended over a `feather`-pixel border when feather > 0, in source pixels). Pixels
@@ -131,24 +151,15 @@ def paste_frames(frames: np.ndarray, crops: np.ndarray, crop_track: CropTrack, f
     if not (len(frames) == len(crops) == len(crop_track)):
         raise ValueError(f"{len(frames)} frames, {len(crops)} crops, crop track of {len(crop_track)}")
     out = np.array(frames, copy=True)
-    h, w = out.shape[1:3]
     masks: dict[int, np.ndarray] = {}
-    for t in range(len(out)):
-        box = crop_track.boxes[t]
-        sx1, sy1, sx2, sy2, pl, pt, _, _ = _clip_box(box, h, w)
-        if sx2 <= sx1 or sy2 <= sy1:
-            continue
-        side = int(box[2] - box[0])
-        big = _resize(np.ascontiguousarray(crops[t]), side)
-        patch = big[pt:pt + (sy2 - sy1), pl:pl + (sx2 - sx1)]
+    for t, side, src, dst in _visible_boxes(out.shape[1:3], crop_track):
+        patch = _resize(np.ascontiguousarray(crops[t]), side)[src]
         if feather > 0:
             if side not in masks:
                 masks[side] = _feather_mask(side, feather)
-            a = masks[side][pt:pt + (sy2 - sy1), pl:pl + (sx2 - sx1)]
-            dst = out[t, sy1:sy2, sx1:sx2].astype(np.float32)
-            out[t, sy1:sy2, sx1:sx2] = np.clip(np.rint(a * patch + (1 - a) * dst), 0, 255).astype(np.uint8)
+            out[t][dst] = _blend(patch, out[t][dst], masks[side][src])
         else:
-            out[t, sy1:sy2, sx1:sx2] = patch
+            out[t][dst] = patch
     return out
 
 
@@ -161,17 +172,9 @@ def paste_frames_alpha(frames: np.ndarray, crops: np.ndarray, alphas: np.ndarray
         raise ValueError(f"{len(frames)} frames, {len(crops)} crops, {len(alphas)} alphas, "
                          f"crop track of {len(crop_track)}")
     out = np.array(frames, copy=True)
-    h, w = out.shape[1:3]
     scale = 255.0 if np.asarray(alphas).dtype == np.uint8 else 1.0
-    for t in range(len(out)):
-        box = crop_track.boxes[t]
-        sx1, sy1, sx2, sy2, pl, pt, _, _ = _clip_box(box, h, w)
-        if sx2 <= sx1 or sy2 <= sy1:
-            continue
-        side = int(box[2] - box[0])
-        rows, cols = slice(pt, pt + (sy2 - sy1)), slice(pl, pl + (sx2 - sx1))
-        patch = _resize(np.ascontiguousarray(crops[t]), side)[rows, cols].astype(np.float32)
-        a = _resize(np.ascontiguousarray(alphas[t]), side)[rows, cols].astype(np.float32)[..., None] / scale
-        dst = out[t, sy1:sy2, sx1:sx2].astype(np.float32)
-        out[t, sy1:sy2, sx1:sx2] = np.clip(np.rint(a * patch + (1 - a) * dst), 0, 255).astype(np.uint8)
+    for t, side, src, dst in _visible_boxes(out.shape[1:3], crop_track):
+        patch = _resize(np.ascontiguousarray(crops[t]), side)[src]
+        a = _resize(np.ascontiguousarray(alphas[t]), side)[src].astype(np.float32)[..., None] / scale
+        out[t][dst] = _blend(patch, out[t][dst], a)
     return out
