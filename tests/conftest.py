@@ -25,3 +25,13 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     unless the caller set it (CI sets it to reuse the cache between runs)."""
     if "REALTALK_BENCH_HOME" not in os.environ:
         os.environ["REALTALK_BENCH_HOME"] = str(tmp_path_factory.mktemp("rtb-home"))
+
+
+@pytest.fixture
+def standins():
+    """The runner's stand-in methods and metrics (tests/test_runner_support.py), registered for one test."""
+    import test_runner_support as sup
+
+    sup.register_standins()
+    yield
+    sup.unregister_standins()

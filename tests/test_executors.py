@@ -10,20 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 import test_runner_support as sup
 from harness.executors import ProcessExecutor
 from harness.runner import RunConfig, run_benchmark
 
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def standins():
-    sup.register_standins()
-    yield
-    sup.unregister_standins()
 
 
 def _children(pid: int) -> list[int]:
@@ -53,6 +45,7 @@ def test_processes_match_local(standins, data_root, tmp_path, monkeypatch):
     base = dict(split=split, methods=["ground_truth", "static_frame", "t_shifted"], root=str(data_root),
                 metrics=["t_absdiff", "t_motion", "t_split"], plugins=["tests.test_runner_support"])
     monkeypatch.chdir(PROJECT)
+    monkeypatch.setenv("REALTALK_BENCH_NO_CACHE", "1")  # both really generate; other tests' cached frames stay unseen
     local = run_benchmark(RunConfig(out=str(tmp_path / "local"), **base), progress=False)
     pooled = run_benchmark(RunConfig(out=str(tmp_path / "pool"), executor="processes", workers=2, **base),
                            progress=False)

@@ -13,13 +13,6 @@ ray = pytest.importorskip("ray")
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def standins():
-    sup.register_standins()
-    yield
-    sup.unregister_standins()
-
-
 def test_ray_matches_local(standins, data_root, tmp_path, monkeypatch):
     split = sup.small_split(tmp_path, data_root, n_frames=20)
     base = dict(split=split, methods=["ground_truth", "static_frame"], root=str(data_root),

@@ -17,13 +17,6 @@ METRICS = ["t_absdiff", "t_motion", "t_split"]
 
 
 @pytest.fixture
-def standins():
-    sup.register_standins()
-    yield
-    sup.unregister_standins()
-
-
-@pytest.fixture
 def split_path(tmp_path_factory, data_root):
     return sup.small_split(tmp_path_factory.mktemp("split"), data_root, n_frames=20)
 
