@@ -31,6 +31,11 @@ class LocalExecutor:
 _WORKER_EVALUATORS: dict[str, Evaluator] = {}
 
 
+def threads_per_worker(workers: int) -> int:
+    """Intra-op threads per worker process so that workers x threads = the cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def process_pool(workers: int, threads: int | None = None) -> Any:
     """A spawn-context ProcessPoolExecutor whose workers use `threads` intra-op threads each (default:
     cores // workers) and exit when this process dies. Spawn, not fork: torch and dlib state are not
@@ -38,7 +43,7 @@ def process_pool(workers: int, threads: int | None = None) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or threads_per_worker(workers)
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init, initargs=(threads, os.getpid()))
 
@@ -150,7 +155,7 @@ class ProcessExecutor:
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or default_workers()
-        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = threads_per_worker(self.workers)
         self._pool: Any = None
 
     def run(self, spec: EvalSpec, tasks: list[ClipTask], evaluator: Evaluator | None = None) -> Iterator[ClipOutcome]:

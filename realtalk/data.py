@@ -14,7 +14,7 @@ alpha, beta_t, rho_t.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
@@ -88,25 +88,19 @@ def load_clip_data(entry: Any, root: str | Path | None, face_model: Any, featuri
 
 
 def load_split_data(split: str, root: str | Path | None, face_model: Any, featurizer: Any, role: str = "train",
-                    max_frames: int | None = None, min_frames: int = 40, log=print, workers: int = 1
+                    max_frames: int | None = None, min_frames: int = 40, log=print, pool: Executor | None = None
                     ) -> list[ClipData]:
     """ClipData for every clip of `role` in the split (clips shorter than min_frames are skipped), in split
-    order; workers > 1 loads clips in that many processes (face detection and landmarks are single-threaded)."""
+    order; with `pool` (e.g. harness.executors.process_pool) clips load in its worker processes (face
+    detection and landmarks are single-threaded)."""
     from harness.splits import load_split
 
     entries = [e for e in load_split(split).clips if e.role == role]
-    if workers > 1 and len(entries) > 1:
-        from harness.executors import process_pool
-
-        with process_pool(min(workers, len(entries))) as pool:
-            loaded = pool.map(load_clip_data, entries, repeat(root), repeat(face_model), repeat(featurizer),
-                              repeat(max_frames))
-            return _keep_long(loaded, entries, min_frames, log)
-    loaded = (load_clip_data(e, root, face_model, featurizer, max_frames=max_frames) for e in entries)
-    return _keep_long(loaded, entries, min_frames, log)
-
-
-def _keep_long(loaded: Iterable[ClipData], entries: list[Any], min_frames: int, log) -> list[ClipData]:
+    if pool is not None:
+        loaded = pool.map(load_clip_data, entries, repeat(root), repeat(face_model), repeat(featurizer),
+                          repeat(max_frames))
+    else:
+        loaded = (load_clip_data(e, root, face_model, featurizer, max_frames=max_frames) for e in entries)
     out = []
     for entry, cd in zip(entries, loaded):
         if len(cd) < min_frames:

@@ -2,10 +2,10 @@
 
 ensure_demo_checkpoint() returns <home>/checkpoints/realtalk-demo-small.pt, training it first when absent
 (bounded wall time: $REALTALK_DEMO_TRAIN_S seconds for both stages, default 120 = 2 min; 15% A2E, 85%
-renderer; frames per train clip $REALTALK_DEMO_MAX_FRAMES, default 150 = 6 s; clips loaded in parallel). Held-out losses on the
-split's test clips (before and after training) are logged and stored in the checkpoint ("held_out").
-A file lock keeps two processes from training it at once. This is a smoke-scale model: it shows the
-pipeline end to end, not the paper's quality. (Measured on the 2-core CPU: the held-out renderer losses
+renderer; frames per train clip $REALTALK_DEMO_MAX_FRAMES, default 150 = 6 s; clips loaded in a process
+pool). Held-out losses on the split's test clips (before and after training) are logged and stored in
+the checkpoint ("held_out"). A file lock keeps two processes from training it at once. This is a
+smoke-scale model: it shows the pipeline end to end, not the paper's quality. (Measured on the 2-core CPU: the held-out renderer losses
 barely move in these minutes (0.1022 -> 0.1025 masked-region L1 after 180 s) -- the reference-residual
 head's starting point is most of its quality -- so 120 s rather than more keeps a cold `make demo` well
 under 15 minutes.)
@@ -44,6 +44,7 @@ def ensure_demo_checkpoint(root: str | Path | None = None, budget_s: float | Non
 def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     import torch
 
+    from harness.executors import process_pool
     from realtalk.a2e import AudioToExpression
     from realtalk.audio_features import get_featurizer
     from realtalk.config import small
@@ -59,9 +60,9 @@ def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     feat = get_featurizer("logmel")
     cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_audio_dim(feat.dim)
     t0 = time.monotonic()
-    workers = min(4, os.cpu_count() or 1)
-    train = load_split_data("demo", root, fm, feat, role="train", max_frames=max_frames, log=log, workers=workers)
-    test = load_split_data("demo", root, fm, feat, role="test", max_frames=100, log=log, workers=workers)
+    with process_pool(min(4, os.cpu_count() or 1)) as pool:  # one pool for both roles
+        train = load_split_data("demo", root, fm, feat, role="train", max_frames=max_frames, log=log, pool=pool)
+        test = load_split_data("demo", root, fm, feat, role="test", max_frames=100, log=log, pool=pool)
     log(f"demo data ready in {time.monotonic() - t0:.0f}s: {len(train)} train, {len(test)} test clips")
     work = dst.parent / "realtalk-demo-small.work"
     a2e, ren = AudioToExpression(cfg.a2e), Renderer(cfg.renderer)

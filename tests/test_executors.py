@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 import test_runner_support as sup
 from harness.executors import ProcessExecutor
 from harness.runner import RunConfig, run_benchmark
@@ -30,6 +29,13 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 kids.append(int(d.name))
     return kids
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
+    except OSError:  # exited since it was listed
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -78,7 +84,7 @@ def test_kill9_driver_stops_workers_and_resume_matches(data_root, tmp_path):
     workers: list[int] = []
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        workers = [k for k in _children(proc.pid) if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="ignore")]
+        workers = [k for k in _children(proc.pid) if "spawn_main" in _cmdline(k)]
         if len(workers) == 2 and (out / "clips").exists() and any((out / "clips").rglob("*.json")):
             break
         time.sleep(0.05)

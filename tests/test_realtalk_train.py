@@ -116,6 +116,7 @@ def test_cli_parser_has_train():
 
 def test_split_data_in_worker_processes_equals_serial(data_root):
     """The demo checkpoint loads its clips in a process pool: same clips, same order, same arrays."""
+    from harness.executors import process_pool
     from realtalk.audio_features import get_featurizer
     from realtalk.data import load_split_data
     from realtalk.face_model import load_default_face_model
@@ -123,8 +124,9 @@ def test_split_data_in_worker_processes_equals_serial(data_root):
     fm, feat = load_default_face_model(), get_featurizer("logmel")
     logs: list[str] = []
     serial = load_split_data("demo", data_root, fm, feat, role="test", max_frames=12, min_frames=10)
-    pooled = load_split_data("demo", data_root, fm, feat, role="test", max_frames=12, min_frames=10,
-                             log=logs.append, workers=2)
+    with process_pool(2) as pool:
+        pooled = load_split_data("demo", data_root, fm, feat, role="test", max_frames=12, min_frames=10,
+                                 log=logs.append, pool=pool)
     assert [c.clip_id for c in pooled] == [c.clip_id for c in serial] and len(serial) == 5
     assert logs == [f"loaded {c.clip_id}: 12 frames" for c in serial]
     for a, b in zip(serial, pooled):
