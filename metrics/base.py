@@ -12,7 +12,12 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-NEEDS = frozenset({"generated", "ground_truth", "audio", "identity"})
+# full_frames: ClipInput.generated_full + ClipInput.face_boxes (metrics that cut their own crops, e.g. SyncNet)
+NEEDS = frozenset({"generated", "ground_truth", "audio", "identity", "full_frames"})
+
+# ClipResult.extra keys every per-frame metric fills, so coverage is shown wherever the value is:
+# frames_used = frames that entered the value, frames_total = frames of the clip (the rest were excluded).
+FRAMES_USED, FRAMES_TOTAL = "frames_used", "frames_total"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class ClipInput:
     generated / ground_truth: uint8 RGB face crops [T, 256, 256, 3] from the same crop track (the ground
     truth's), so they are pixel-aligned. identity: the identity reference crop [256, 256, 3] (by default
     the first ground-truth frame). audio: float32 mono at `sample_rate`, the audio that drove generation.
+    generated_full: the generated frames at full source resolution [T, H, W, 3] uint8; face_boxes: the
+    ground truth's face-track boxes [T, 4] (x1, y1, x2, y2 in full-frame px, as tracked, before any crop
+    scaling); both set by the harness for metrics that need "full_frames".
     """
 
     clip_id: str
@@ -53,6 +61,8 @@ class ClipInput:
     identity: np.ndarray | None = None
     fps: float = 25.0
     sample_rate: int = 16000
+    generated_full: np.ndarray | None = None
+    face_boxes: np.ndarray | None = None
 
 
 @dataclass
@@ -70,7 +80,8 @@ class Metric(ABC):
 
     name: ClassVar[str]  # registry key, e.g. "lmd"
     outputs: ClassVar[tuple[str, ...]]  # value names, e.g. ("LMD", "M-LMD", "F-LMD")
-    higher_is_better: ClassVar[dict[str, bool]]  # per output
+    # per output; None = informational (e.g. an AV offset in frames): shown, compared, never ranked
+    higher_is_better: ClassVar[dict[str, bool | None]]
     needs: ClassVar[frozenset[str]]  # subset of NEEDS
     split_level: ClassVar[bool] = False  # True: values come from aggregate() over all clips' states
 
@@ -81,6 +92,12 @@ class Metric(ABC):
     @abstractmethod
     def protocol(self) -> Protocol:
         """The pinned protocol of this configured instance (backend, weights sha256, crop, fps, settings)."""
+
+    def config(self) -> dict[str, Any]:
+        """Constructor keyword arguments (besides batch_size / device) that rebuild this exact instance,
+        with every 'auto' choice resolved: a run resolves them once at start, records them, and builds
+        every worker's metric from them, so a weights file appearing mid-run cannot change the protocol."""
+        return {}
 
     def availability(self) -> tuple[bool, str]:
         """(True, "") when it can run here, else (False, reason naming the missing file/backend)."""
