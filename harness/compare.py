@@ -104,6 +104,28 @@ def tolerance_for(tols: dict[str, Tolerance], method: str, setting: str, value_n
 # ---------------------------------------------------------------------------------------------------
 # comparison
 # ---------------------------------------------------------------------------------------------------
+# Config entries that define which numbers a run holds: runs that differ in one are not comparable.
+CONFIG_KEYS = ("split", "role", "clips_selected", "max_frames", "settings")
+EXIT_OK, EXIT_REGRESSION, EXIT_INPUT, EXIT_NOT_COMPARABLE = 0, 1, 2, 3
+
+
+def explicit_tolerance(tols: dict[str, Tolerance], method: str, setting: str, value_name: str) -> Tolerance | None:
+    """The tolerance written in the file for this value, or None (informational values gate only on these)."""
+    for key in (f"{method}/{setting}/{value_name}", f"{setting}/{value_name}", value_name):
+        if key in tols:
+            return tols[key]
+    return None
+
+
+@dataclass
+class Issue:
+    """Why the two runs are not (fully) comparable; allowed = relaxed by an --allow-* flag (reported only)."""
+
+    kind: str  # "missing" | "protocol" | "clip_set" | "config" | "failures"
+    text: str
+    allowed: bool = False
+
+
 @dataclass
 class Row:
     setting: str
@@ -113,7 +135,7 @@ class Row:
     a: float | None
     b: float | None
     delta: float | None
-    direction: str  # "better" | "worse" | "same" | "n/a"
+    direction: str  # "better" | "worse" | "same" | "changed" (informational) | "n/a"
     ci_low: float | None
     ci_high: float | None
     n_common: int
@@ -128,16 +150,42 @@ class Comparison:
     run_a: str
     run_b: str
     rows: list[Row] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)  # protocol mismatches, with the differing fields
-    only_in: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         return any(r.fails for r in self.rows)
 
+    @property
+    def not_comparable(self) -> bool:
+        return any(not i.allowed for i in self.issues)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when something could not be compared (it wins: the gate cannot vouch for the run), else 1 on a
+        regression, else 0."""
+        if self.not_comparable:
+            return EXIT_NOT_COMPARABLE
+        return EXIT_REGRESSION if self.failed else EXIT_OK
+
+    @property
+    def refused(self) -> list[str]:
+        return [i.text for i in self.issues if i.kind == "protocol"]
+
+    def verdict(self) -> str:
+        bad = sum(r.fails for r in self.rows)
+        if self.not_comparable:
+            n = sum(not i.allowed for i in self.issues)
+            return (f"NOT COMPARABLE (exit 3): {n} reason(s)"
+                    + (f"; also {bad} value(s) worse beyond tolerance" if bad else ""))
+        if bad:
+            return f"REGRESSION (exit 1): {bad} value(s) worse beyond tolerance"
+        return f"PASS (exit 0): {len(self.rows)} value(s) compared, none worse beyond tolerance"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"run_a": self.run_a, "run_b": self.run_b, "failed": self.failed,
-                "rows": [asdict(r) for r in self.rows], "refused": self.refused, "only_in": self.only_in}
+        return {"run_a": self.run_a, "run_b": self.run_b, "failed": self.failed, "exit_code": self.exit_code,
+                "verdict": self.verdict(), "rows": [asdict(r) for r in self.rows],
+                "issues": [asdict(i) for i in self.issues]}
 
 
 def protocol_diff(pa: dict[str, Any] | None, pb: dict[str, Any] | None) -> list[str]:
@@ -157,89 +205,215 @@ def protocol_diff(pa: dict[str, Any] | None, pb: dict[str, Any] | None) -> list[
     return diffs
 
 
-def _per_clip(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, float]]:
-    out: dict[tuple[str, str, str], dict[str, float]] = {}
+def _per_clip(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, float]]:
+    """(setting, method, metric, value_name) -> {clip_id: value} (missing / NaN left out)."""
+    out: dict[tuple[str, str, str, str], dict[str, float]] = {}
     for r in rows:
-        if r["value"] is None or not math.isfinite(r["value"]):
+        v = r["value"]
+        if v is None or math.isnan(v):
             continue
-        out.setdefault((r["setting"], r["method"], r["value_name"]), {})[r["clip_id"]] = r["value"]
+        out.setdefault((r["setting"], r["method"], r["metric"], r["value_name"]), {})[r["clip_id"]] = v
     return out
+
+
+def _short(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _config_issues(sa: dict, sb: dict) -> list[Issue]:
+    ca, cb = sa.get("config") or {}, sb.get("config") or {}
+    out = []
+    for k in CONFIG_KEYS:
+        va, vb = ca.get(k), cb.get(k)
+        if k in ("clips_selected", "settings") and isinstance(va, list) and isinstance(vb, list):
+            if sorted(va) != sorted(vb):
+                only_a, only_b = sorted(set(va) - set(vb)), sorted(set(vb) - set(va))
+                out.append(Issue("config", f"{k} differs: only in A [{_short(only_a)}], only in B [{_short(only_b)}]"))
+        elif va != vb:
+            out.append(Issue("config", f"{k} differs: A {va!r} vs B {vb!r}"))
+    return out
+
+
+def _clip_set_issues(sa: dict, sb: dict, settings: list[str], allow_failures: bool) -> tuple[list[Issue], dict[str, set[str] | None]]:
+    """Issues about the per-setting common clip sets, and the clips to compare on per setting (None = unknown).
+    --allow-failures relaxes a difference only when both runs selected the same clips (failures explain it)."""
+    issues, shared = [], {}
+    sel_a, sel_b = (sa.get("config") or {}).get("clips_selected"), (sb.get("config") or {}).get("clips_selected")
+    relax = allow_failures and sel_a is not None and sorted(sel_a) == sorted(sel_b or [])
+    csa, csb = sa.get("clip_set") or {}, sb.get("clip_set") or {}
+    for s in settings:
+        a, b = (csa.get(s) or {}).get("common"), (csb.get(s) or {}).get("common")
+        if a is None and b is None:
+            shared[s] = None
+            continue
+        if a is None or b is None:
+            issues.append(Issue("clip_set", f"{s}: common clip set recorded only in {'B' if a is None else 'A'} "
+                                            "(older run format)"))
+            shared[s] = set(a or b)
+            continue
+        shared[s] = set(a) & set(b)
+        if set(a) != set(b):
+            only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+            issues.append(Issue("clip_set", f"{s}: common clip set differs: only in A [{_short(only_a)}], only in B "
+                                            f"[{_short(only_b)}] (per-clip values compared on the {len(shared[s])} "
+                                            "clips in both)", allowed=relax))
+    return issues, shared
+
+
+def _failure_issues(label: str, summary: dict, methods: list[str] | None, allowed: bool) -> list[Issue]:
+    fails = [f for f in summary.get("failures") or [] if not methods or f.get("method") in methods]
+    if not fails:
+        return []
+    where = [f"{f.get('method')}/{f.get('setting')}/{f.get('clip_id')}" for f in fails]
+    return [Issue("failures", f"{label} has {len(fails)} failure(s): {_short(where, 3)} (first: {fails[0].get('error')})",
+                  allowed=allowed)]
+
+
+def _metric_issues(sa: dict, sb: dict, allow_missing: bool) -> tuple[list[Issue], set[str]]:
+    pa, pb = sa.get("protocols") or {}, sb.get("protocols") or {}
+    issues, missing = [], set()
+    for m in sorted(set(pa) ^ set(pb)):
+        where, other = ("A", sb) if m in pa else ("B", sa)
+        why = (other.get("unavailable") or {}).get(m, "not run")
+        issues.append(Issue("missing", f"metric {m}: only in {where} (other run: {why})", allowed=allow_missing))
+        missing.add(m)
+    return issues, missing
+
+
+def _load(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """load_run, with unreadable files as input errors too (compare maps BenchError to exit 2)."""
+    try:
+        summary, rows = load_run(path)
+    except (OSError, UnicodeDecodeError, KeyError, ValueError) as exc:
+        raise BenchError(f"cannot read the run ({type(exc).__name__}: {exc})", path) from exc
+    if not isinstance(summary, dict) or not isinstance(summary.get("results", {}), dict):
+        raise BenchError("summary.json has no results mapping", Path(path) / "summary.json")
+    return summary, rows
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, tolerances: dict[str, Tolerance] | None = None,
                  default_tolerance: Tolerance = Tolerance(0.0), n_boot: int = N_BOOT, seed: int = SEED,
-                 methods: list[str] | None = None) -> Comparison:
-    """Compare B (new) against A (reference): delta = B - A per value, paired bootstrap CI over common clips."""
-    sa, rows_a = load_run(run_a)
-    sb, rows_b = load_run(run_b)
+                 methods: list[str] | None = None, allow_missing: bool = False,
+                 allow_protocol_change: bool = False, allow_failures: bool = False) -> Comparison:
+    """Compare B (new) against A (reference): delta = B - A per value, paired bootstrap CI over the shared
+    clips. Everything that makes the two runs not comparable is an Issue (exit 3 unless allowed)."""
+    sa, rows_a = _load(run_a)
+    sb, rows_b = _load(run_b)
     tols = tolerances or {}
     cmp = Comparison(str(run_a), str(run_b))
-    pcs_a, pcs_b = _per_clip(rows_a), _per_clip(rows_b)
     ra, rb = sa.get("results", {}), sb.get("results", {})
-    refused_metrics: set[str] = set()
-    for setting in sorted(set(ra) | set(rb)):
-        for method in sorted(set(ra.get(setting, {})) | set(rb.get(setting, {}))):
+    settings = sorted(set(ra) | set(rb))
+    cmp.issues += _config_issues(sa, sb)
+    clip_issues, shared = _clip_set_issues(sa, sb, [s for s in settings if s in ra and s in rb], allow_failures)
+    cmp.issues += clip_issues
+    cmp.issues += _failure_issues("A", sa, methods, allow_failures) + _failure_issues("B", sb, methods, allow_failures)
+    metric_issues, missing_metrics = _metric_issues(sa, sb, allow_missing)
+    cmp.issues += metric_issues
+    pcs_a, pcs_b = _per_clip(rows_a), _per_clip(rows_b)
+    refused: set[str] = set()
+    for setting in settings:
+        if setting not in ra or setting not in rb:
+            cmp.issues.append(Issue("missing", f"setting {setting}: only in {'A' if setting in ra else 'B'}",
+                                    allowed=allow_missing))
+            continue
+        for method in sorted(set(ra[setting]) | set(rb[setting])):
             if methods and method not in methods:
                 continue
-            va, vb = ra.get(setting, {}).get(method), rb.get(setting, {}).get(method)
+            va, vb = ra[setting].get(method), rb[setting].get(method)
             if va is None or vb is None:
-                cmp.only_in.append(f"{setting}/{method}: only in {'B' if va is None else 'A'}")
+                cmp.issues.append(Issue("missing", f"method {method} ({setting}): only in {'A' if vb is None else 'B'}",
+                                        allowed=allow_missing))
                 continue
-            for value_name in sorted(set(va) | set(vb)):
-                if value_name not in va or value_name not in vb:
-                    cmp.only_in.append(f"{setting}/{method}/{value_name}: only in {'B' if value_name not in va else 'A'}")
+            for key in sorted(set(va) | set(vb)):
+                ea, eb = va.get(key), vb.get(key)
+                metric = (ea or eb).get("metric")
+                if ea is None or eb is None:
+                    if metric not in missing_metrics:
+                        cmp.issues.append(Issue("missing", f"value {setting}/{method}/{key}: only in "
+                                                           f"{'A' if eb is None else 'B'}", allowed=allow_missing))
                     continue
-                ea, eb = va[value_name], vb[value_name]
-                metric = ea.get("metric") or eb.get("metric")
-                diff = protocol_diff(sa.get("protocols", {}).get(ea.get("metric")), sb.get("protocols", {}).get(eb.get("metric")))
+                diff = protocol_diff((sa.get("protocols") or {}).get(ea.get("metric")),
+                                     (sb.get("protocols") or {}).get(eb.get("metric")))
                 if ea.get("metric") != eb.get("metric"):
                     diff = [f"metric {ea.get('metric')!r} vs {eb.get('metric')!r}"] + diff
                 if diff:
-                    if metric not in refused_metrics:
-                        cmp.refused.append(f"{metric}: protocols differ, not compared ({'; '.join(diff)})")
-                        refused_metrics.add(metric)
+                    if metric not in refused:
+                        cmp.issues.append(Issue("protocol", f"metric {metric}: protocols differ, not compared "
+                                                            f"({'; '.join(diff)})", allowed=allow_protocol_change))
+                        refused.add(metric)
                     continue
-                cmp.rows.append(_compare_value(setting, method, metric, value_name, ea, eb,
-                                               pcs_a.get((setting, method, value_name), {}),
-                                               pcs_b.get((setting, method, value_name), {}),
-                                               tolerance_for(tols, method, setting, value_name, default_tolerance),
-                                               n_boot, seed))
+                vname = key.split(":", 1)[1] if key.startswith(f"{metric}:") else key
+                row, issue = _compare_value(
+                    setting, method, metric, key, ea, eb, pcs_a.get((setting, method, metric, vname), {}),
+                    pcs_b.get((setting, method, metric, vname), {}), shared.get(setting),
+                    tolerance_for(tols, method, setting, key, default_tolerance),
+                    explicit_tolerance(tols, method, setting, key), n_boot, seed)
+                cmp.rows.append(row)
+                if issue:
+                    cmp.issues.append(Issue("missing", issue, allowed=allow_missing))
     return cmp
 
 
-def _compare_value(setting: str, method: str, metric: str, value_name: str, ea: dict, eb: dict,
-                   clips_a: dict[str, float], clips_b: dict[str, float], tol: Tolerance,
-                   n_boot: int, seed: int) -> Row:
+def _missing_issue(setting: str, method: str, key: str, ea: dict, eb: dict) -> str | None:
+    """A value absent (None) on one side only, or missing on different clips in the two runs."""
     a, b = ea.get("mean"), eb.get("mean")
-    hib = ea.get("higher_is_better", eb.get("higher_is_better"))
-    tol_txt = f"{tol.amount:g}%" if tol.percent else f"{tol.amount:g}"
+    where = f"value {setting}/{method}/{key}"
+    if (a is None) != (b is None):
+        return f"{where}: no value in {'A' if a is None else 'B'}"
+    ma, mb = sorted(ea.get("missing_clips") or []), sorted(eb.get("missing_clips") or [])
+    if ma != mb or ea.get("n_missing", 0) != eb.get("n_missing", 0):
+        return f"{where}: per-clip values missing on different clips (A [{_short(ma)}], B [{_short(mb)}])"
+    return None
+
+
+def _compare_value(setting: str, method: str, metric: str, value_name: str, ea: dict, eb: dict,
+                   clips_a: dict[str, float], clips_b: dict[str, float], shared: set[str] | None, tol: Tolerance,
+                   explicit: Tolerance | None, n_boot: int, seed: int) -> tuple[Row, str | None]:
+    a, b = ea.get("mean"), eb.get("mean")
+    hib = ea.get("higher_is_better") if "higher_is_better" in ea else eb.get("higher_is_better")
+    if hib is None and explicit is not None:
+        tol = explicit
+    tol_txt = ("—" if hib is None and explicit is None else f"{tol.amount:g}%" if tol.percent else f"{tol.amount:g}")
+    issue = _missing_issue(setting, method, value_name, ea, eb)
+    if shared is not None:
+        clips_a = {c: v for c, v in clips_a.items() if c in shared}
+        clips_b = {c: v for c, v in clips_b.items() if c in shared}
+    common = sorted(set(clips_a) & set(clips_b))
+    note = ""
+    same_sets = shared is None or (ea.get("n_common") == eb.get("n_common") == len(shared))
+    if not same_sets:  # allowed clip-set change: per-clip values on the shared clips, split-level not at all
+        if ea.get("split_level") or not common:
+            issue = issue or f"value {setting}/{method}/{value_name}: made on different clip sets, not compared"
+            return Row(setting, method, metric, value_name, a, b, None, "n/a", None, None, 0, hib, tol_txt, False,
+                       "different clip sets"), issue
+        a, b = float(np.mean([clips_a[c] for c in common])), float(np.mean([clips_b[c] for c in common]))
+        note = f"on the {len(common)} shared clips"
     if a is None or b is None:
         return Row(setting, method, metric, value_name, a, b, None, "n/a", None, None, 0, hib, tol_txt, False,
-                   "no value in " + ("A" if a is None else "B"))
-    delta = b - a
-    if abs(delta) <= 1e-12 * max(1.0, abs(a)):
-        direction = "same"
-    elif hib is None:
-        direction = "n/a"
-    else:
-        direction = "better" if (delta > 0) == bool(hib) else "worse"
-    common = sorted(set(clips_a) & set(clips_b))
+                   "no value in " + ("A and B" if a is None and b is None else "A" if a is None else "B")), issue
+    delta = b - a if not (a == b) else 0.0  # inf == inf: same, not nan
     lo = hi = None
-    note = ""
     if common:
         lo, hi = paired_bootstrap_ci(np.array([clips_a[c] for c in common]), np.array([clips_b[c] for c in common]),
                                      n_boot=n_boot, seed=seed)
-        if len(common) != max(len(clips_a), len(clips_b)):
-            note = f"{len(common)} common clips of {len(clips_a)}/{len(clips_b)}"
+    elif ea.get("split_level"):
+        note = note or "split-level value: no per-clip CI"
+    if math.isnan(delta):  # +inf vs -inf: no difference to state
+        direction, worsening = "n/a", 0.0
+    elif delta == 0 or (math.isfinite(delta) and abs(delta) <= 1e-12 * max(1.0, abs(a))):
+        direction, worsening = "same", 0.0
+    elif hib is None:
+        direction, worsening = "changed", (abs(delta) if explicit is not None else 0.0)
     else:
-        note = "split-level value: no per-clip CI"
-    worsening = 0.0 if direction != "worse" else abs(delta)
-    fails = direction == "worse" and worsening > tol.allowed(a) + 1e-12
-    return Row(setting, method, metric, value_name, a, b, delta, direction, lo, hi, len(common), hib, tol_txt, fails, note)
+        direction = "better" if (delta > 0) == bool(hib) else "worse"
+        worsening = abs(delta) if direction == "worse" else 0.0
+    fails = worsening > tol.allowed(a) + 1e-12 if math.isfinite(a) else worsening > 0
+    return Row(setting, method, metric, value_name, a, b, delta, direction, lo, hi, len(common), hib, tol_txt, fails,
+               note), issue
 
 
 def render(cmp: Comparison, console: Any = None) -> None:
-    """Print the comparison as a rich table, then refusals and the verdict."""
+    """Print the comparison as a rich table, then the verdict and each reason / regression on one line."""
     from rich.console import Console
     from rich.table import Table
 
@@ -249,22 +423,22 @@ def render(cmp: Comparison, console: Any = None) -> None:
         return "—" if x is None else f"{x:.4g}"
 
     t = Table(title=f"A = {cmp.run_a}   B = {cmp.run_b}   (delta = B - A)")
-    for col in ("setting", "method", "value", "A", "B", "delta", "95% CI (paired)", "direction", "tol", "gate"):
+    for col in ("setting", "method", "value", "A", "B", "delta", "95% CI (paired)", "direction", "tol", "gate", "note"):
         t.add_column(col)
     for r in cmp.rows:
         color = {"better": "green", "worse": "red"}.get(r.direction, "")
         t.add_row(r.setting, r.method, r.value_name, f(r.a), f(r.b), f(r.delta),
                   f"[{f(r.ci_low)}, {f(r.ci_high)}]" if r.ci_low is not None else "—",
                   f"[{color}]{r.direction}[/{color}]" if color else r.direction, r.tolerance,
-                  "[red]FAIL[/red]" if r.fails else "ok")
+                  "[red]FAIL[/red]" if r.fails else "ok", r.note)
     console.print(t)
-    for line in cmp.refused:
-        console.print(f"[yellow]refused[/yellow] {line}")
-    for line in cmp.only_in:
-        console.print(f"[dim]not compared[/dim] {line}")
-    bad = [r for r in cmp.rows if r.fails]
-    if bad:
-        console.print(f"[red]FAIL[/red]: {len(bad)} value(s) worse beyond tolerance: "
-                      + ", ".join(f"{r.setting}/{r.method}/{r.value_name}" for r in bad))
-    else:
-        console.print("[green]OK[/green]: no value worse beyond tolerance")
+    code = cmp.exit_code
+    color = {0: "green", 1: "red", 3: "yellow"}[code]
+    console.print(f"[{color}]verdict[/{color}]: {cmp.verdict()}", soft_wrap=True, highlight=False)
+    for i in cmp.issues:
+        label = f"allowed ({i.kind})" if i.allowed else f"not comparable ({i.kind})"
+        console.print(f"  {label}: {i.text}", soft_wrap=True, markup=False, highlight=False)
+    for r in cmp.rows:
+        if r.fails:
+            console.print(f"  regression: {r.setting}/{r.method}/{r.value_name}: {f(r.a)} -> {f(r.b)} "
+                          f"(delta {f(r.delta)}, tolerance {r.tolerance})", soft_wrap=True, markup=False, highlight=False)

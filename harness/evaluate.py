@@ -29,6 +29,7 @@ from metrics.base import ClipInput, Metric
 
 GENERATED_VERSION = "gen-1"
 LABEL = "GENERATED"
+LABEL_BAND = 24  # px of black band, below the (16-row aligned) frame, that holds LABEL in stored videos
 
 
 def metric_applies(metric: Metric, setting: str) -> bool:
@@ -64,7 +65,7 @@ class EvalSpec:
     """Everything a (possibly remote) worker needs to rebuild the evaluator: names and arguments, no objects."""
 
     methods: dict[str, dict[str, Any]]  # name -> constructor kwargs
-    metrics: list[str]
+    metrics: dict[str, dict[str, Any]]  # name -> resolved constructor kwargs (Metric.config()); a list = no kwargs
     clips: dict[str, Any]  # clip_id -> ClipEntry (all clips of the split, for drive_clip lookups)
     root: str
     fps: float = 25.0
@@ -74,6 +75,10 @@ class EvalSpec:
     write_videos: bool = True
     plugins: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # REALTALK_BENCH_* to export in workers
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metrics, dict):  # older callers pass names only
+            self.metrics = {n: {} for n in self.metrics}
 
     def token(self) -> str:
         import hashlib
@@ -117,18 +122,30 @@ def _slice_track(crop_track: Any, n: int) -> Any:
     return dataclasses.replace(crop_track, boxes=np.asarray(crop_track.boxes)[:n])
 
 
+def label_band_rows(height: int) -> int:
+    """Rows label_frames adds below a frame of `height` rows: edge rows up to the next 16-row boundary
+    (H.264 macroblocks then never mix frame and label), then LABEL_BAND rows of black holding the text."""
+    return (-height) % 16 + LABEL_BAND
+
+
 def label_frames(frames: np.ndarray, text: str = LABEL) -> np.ndarray:
-    """Burn a small 'GENERATED' label into the bottom-left corner of the frames written to the store."""
+    """Frames written to the store, with the 'GENERATED' label in a band added BELOW each frame: the
+    frame's pixels and every crop-track coordinate are unchanged, so no face crop of the top HxW region
+    can contain the label (burning it into the frame put it inside 256x256 face-crop clips' crops)."""
     import cv2
 
-    out = np.ascontiguousarray(frames.copy())
-    h = out.shape[1]
-    scale = max(0.35, h / 700.0)
-    thick = max(1, int(round(scale * 2)))
-    org = (int(6 * scale) + 2, h - int(8 * scale) - 2)
-    for fr in out:
-        cv2.putText(fr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-        cv2.putText(fr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    frames = np.asarray(frames)
+    t, h, w, c = frames.shape
+    edge = (-h) % 16
+    band = np.zeros((LABEL_BAND, w, c), dtype=np.uint8)
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
+    (tw, th), _ = cv2.getTextSize(text, font, 1.0, thick)
+    scale = min((LABEL_BAND - 10) / th, (w - 8) / tw)
+    cv2.putText(band, text, (4, LABEL_BAND - 6), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    out = np.empty((t, h + edge + LABEL_BAND, w, c), dtype=np.uint8)
+    out[:, :h] = frames
+    out[:, h:h + edge] = frames[:, h - 1:h]
+    out[:, h + edge:] = band
     return out
 
 
@@ -167,7 +184,8 @@ class Evaluator:
         for mod in spec.plugins:
             importlib.import_module(mod)
         methods = {n: get_method(n, **kw) for n, kw in spec.methods.items()}
-        metrics = {n: get_metric(n, batch_size=spec.batch_size, device=spec.device) for n in spec.metrics}
+        metrics = {n: get_metric(n, batch_size=spec.batch_size, device=spec.device, **kw)
+                   for n, kw in spec.metrics.items()}
         return cls(methods, metrics, spec.clips, spec.root, spec.fps, spec.sample_rate, io_=io_,
                    write_videos=spec.write_videos)
 
@@ -282,13 +300,16 @@ class Evaluator:
             rec["timings"]["generate_s"] = time.perf_counter() - t0
             rec["generated_from_cache"] = from_cache
             t0 = time.perf_counter()
+            from metrics.syncnet_crop import track_face_boxes
+
             faces = gt["faces"]
             track = _slice_track(faces.crop_track, n)
             gen_crops = self.io.crop(frames, track)
             rec["timings"]["crop_s"] = time.perf_counter() - t0
             clip = ClipInput(clip_id=task.clip_id, generated=gen_crops, ground_truth=np.asarray(faces.crops)[:n],
                              audio=gt["audio"], identity=np.asarray(faces.crops)[0], fps=self.fps,
-                             sample_rate=self.sample_rate)
+                             sample_rate=self.sample_rate, generated_full=np.asarray(frames)[:n],
+                             face_boxes=track_face_boxes(faces, n))  # SyncNet's own crops (metrics/syncnet_crop.py)
             states: dict[str, dict[str, np.ndarray]] = {}
             rec["timings"]["metrics"] = {}
             for name, metric in self.metrics.items():
@@ -326,7 +347,8 @@ class Evaluator:
 
     def _encode(self, frames: np.ndarray, audio: np.ndarray, label: bool = True) -> bytes | None:
         """The method's video with the driving audio muxed, as mp4 bytes; frames synthesised by a model carry
-        a burnt-in GENERATED label (reference methods replay real frames and are not labelled)."""
+        a GENERATED label in a band below the frame (label_frames; reference methods replay real frames and
+        are not labelled)."""
         with tempfile.TemporaryDirectory(prefix="rtb-vid-") as d:
             p = Path(d) / "generated.mp4"
             self.io.write_video(p, label_frames(frames) if label else frames, self.fps, audio, self.sample_rate)

@@ -23,10 +23,10 @@ from harness.errors import BenchError, ManifestError
 from harness.evaluate import ClipIO, ClipTask, EvalSpec, Evaluator, metric_applies
 from harness.methods import SETTINGS, Method
 from harness.store import RunStore, flatten_states
-from metrics.base import Metric
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, Metric
 
 GENERATED_NOTE = ("Videos in this folder come from research test material and show real people who did not "
-                  "license it. Videos of talking-face methods are GENERATED (a label is burnt into a corner); "
+                  "license it. Videos of talking-face methods are GENERATED (labelled in a black band added below the frame); "
                   "those of reference methods (ground_truth, static_frame) replay real frames with the driving "
                   "audio. Keep them inside test and report folders.\n")
 ENV_PREFIXES = ("REALTALK_BENCH", "TORCH_HOME", "XDG_CACHE_HOME", "INSIGHTFACE_HOME", "HF_HOME")
@@ -46,6 +46,7 @@ class RunConfig:
     role: str = "test"
     max_frames: int | None = None
     method_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # --metric-arg METRIC.KEY=VALUE
     executor: str = "local"
     address: str | None = None
     num_cpus: float = 1.0
@@ -62,17 +63,19 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The parts that define the numbers: a run folder holds one of these (executor etc. may change)."""
         return {k: getattr(self, k) for k in ("split", "methods", "settings", "metrics", "clips", "role",
-                                               "max_frames", "method_args", "seed", "n_boot")}
+                                               "max_frames", "method_args", "metric_args", "seed", "n_boot")}
 
 
-def parse_method_args(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """['realtalk.checkpoint=PATH', ...] -> {'realtalk': {'checkpoint': 'PATH'}} (YAML scalars typed)."""
+def parse_method_args(items: list[str] | None, flag: str = "--method-arg", what: str = "METHOD"
+                      ) -> dict[str, dict[str, Any]]:
+    """['realtalk.checkpoint=PATH', ...] -> {'realtalk': {'checkpoint': 'PATH'}} (YAML scalars typed).
+    Also parses --metric-arg (flag/what name the option in errors)."""
     import yaml
 
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise BenchError(f"--method-arg {item!r}: expected METHOD.KEY=VALUE")
+            raise BenchError(f"{flag} {item!r}: expected {what}.KEY=VALUE")
         lhs, value = item.split("=", 1)
         method, key = lhs.split(".", 1)
         try:
@@ -144,15 +147,23 @@ def build_metrics(cfg: RunConfig, device: str) -> tuple[dict[str, Metric], dict[
     from metrics.base import get_metric, load_all
 
     names = sorted(load_all()) if cfg.metrics == "all" else list(cfg.metrics)
+    stray = sorted(set(cfg.metric_args) - set(names))
+    if stray:
+        raise BenchError(f"--metric-arg for {', '.join(stray)}: not among the run's metrics ({', '.join(names)})")
     metrics, unavailable = {}, {}
     for name in names:
+        kwargs = cfg.metric_args.get(name, {})
         try:
-            m = get_metric(name, batch_size=cfg.batch_size, device=device)
+            m = get_metric(name, batch_size=cfg.batch_size, device=device, **kwargs)
             ok, why = m.availability()
             if ok:
                 m.protocol()  # a protocol that cannot be stated is unavailable, not a crash later
         except KeyError as exc:
             raise BenchError(str(exc.args[0])) from None
+        except TypeError as exc:  # an argument the metric does not take: the command line is wrong
+            if kwargs:
+                raise BenchError(f"--metric-arg {name}.{{{', '.join(kwargs)}}}: {exc}") from None
+            ok, why = False, f"TypeError: {exc}"
         except Exception as exc:  # noqa: BLE001 - any metric problem makes it unavailable, with the reason
             ok, why = False, f"{type(exc).__name__}: {exc}"
         if ok:
@@ -160,6 +171,12 @@ def build_metrics(cfg: RunConfig, device: str) -> tuple[dict[str, Metric], dict[
         else:
             unavailable[name] = why
     return metrics, unavailable
+
+
+def metric_configs(metrics: dict[str, Metric], cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """Resolved constructor kwargs per metric: the user's --metric-arg values with every 'auto' replaced
+    by Metric.config(); workers build their metrics from exactly these."""
+    return {n: {**cfg.metric_args.get(n, {}), **m.config()} for n, m in metrics.items()}
 
 
 def record_done(rec: dict[str, Any] | None, method: Method, metrics: dict[str, Metric], setting: str,
@@ -208,6 +225,8 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
         atomic_write_text(store.root / "videos" / "LABEL.txt", GENERATED_NOTE)
 
     protocols = {n: m.protocol().fingerprint() for n, m in metrics.items()}
+    for line in unpinned_warnings(metrics):
+        _say(console, line)
     tasks: list[ClipTask] = []
     n_skipped = 0
     for c in clips:
@@ -217,7 +236,7 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
                     n_skipped += 1
                 else:
                     tasks.append(ClipTask(mname, s, c.clip_id))
-    spec = EvalSpec(methods={n: cfg.method_args.get(n, {}) for n in methods}, metrics=list(metrics),
+    spec = EvalSpec(methods={n: cfg.method_args.get(n, {}) for n in methods}, metrics=metric_configs(metrics, cfg),
                     clips=all_clips, root=str(cfg.root) if cfg.root else "", fps=25.0, sample_rate=16000,
                     device=device, batch_size=cfg.batch_size, write_videos=cfg.write_videos, plugins=list(cfg.plugins),
                     env={k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)})
@@ -254,6 +273,18 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
     return summary
 
 
+def unpinned_warnings(metrics: dict[str, Metric]) -> list[str]:
+    """One warning per metric whose protocol records a model file without a pinned sha256: its values
+    cannot be tied to a published file, so the run says so at start (and the protocol keeps the mark)."""
+    out = []
+    for name, m in metrics.items():
+        state = str(m.protocol().settings.get("weights_state", ""))
+        if "unpinned" in state or state == "unverified":
+            out.append(f"WARNING: metric {name} uses a model file that is {state}: its values are marked so in "
+                       f"the protocol (realtalk-bench weights status)")
+    return out
+
+
 def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     prior = store.read_run_config()
     if prior is None:
@@ -261,6 +292,7 @@ def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     import json
 
     old = json.loads(json.dumps(prior.get("identity", {}), default=str))
+    old.setdefault("metric_args", {})  # folders written before --metric-arg existed
     new = json.loads(json.dumps(cfg.identity(), default=str))
     if old != new:
         diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -286,7 +318,10 @@ def _say(console: Any, msg: str) -> None:
 def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], methods: dict[str, Method],
              metrics: dict[str, Metric], unavailable_metrics: dict[str, str],
              unavailable_methods: dict[str, str]) -> dict[str, Any]:
-    """Build per_clip.csv and summary.json from the records on disk (never from memory: resume-exact)."""
+    """Build per_clip.csv and summary.json from the records on disk (never from memory: resume-exact).
+
+    Per setting, every method's split-level values are computed on one clip set: the clips that every
+    method finished (status ok), so methods are compared on the same clips and FID on the same reference."""
     from harness.environment import environment
 
     protocols = {n: m.protocol() for n, m in metrics.items()}
@@ -296,51 +331,23 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
     results: dict[str, dict[str, dict[str, Any]]] = {}
     failures: list[dict[str, Any]] = []
     timings: dict[str, dict[str, Any]] = {}
+    clip_sets: dict[str, dict[str, Any]] = {}
     for setting in cfg.settings:
+        recs = {m: {cid: store.read_record(m, setting, cid) for cid in clip_ids} for m in methods}
+        common, excluded = common_clip_set(recs, clip_ids)
+        clip_sets[setting] = {"common": common, "excluded": excluded}
         for mname in methods:
-            recs = {cid: store.read_record(mname, setting, cid) for cid in clip_ids}
-            for cid, rec in recs.items():
-                if rec is None:
-                    failures.append({"method": mname, "setting": setting, "clip_id": cid, "error": "no record (not run)"})
-                elif rec["status"] != "ok":
-                    failures.append({"method": mname, "setting": setting, "clip_id": cid, "error": rec.get("error")})
-                else:
-                    for metric, err in sorted(rec.get("metric_errors", {}).items()):
-                        if metric in metrics:
-                            failures.append({"method": mname, "setting": setting, "clip_id": cid, "error": f"metric {metric}: {err}"})
-            ok = {cid: r for cid, r in recs.items() if r is not None and r["status"] == "ok"}
-            fresh = [r for r in ok.values() if not r.get("generated_from_cache")
-                     and r["timings"].get("generate_s") is not None]
-            gen = [r["timings"]["generate_s"] for r in fresh]
-            gen_frames = sum(int(r.get("n_frames") or 0) for r in fresh)
-            timings.setdefault(mname, {})[setting] = {
-                "generate_s_mean": float(np.mean(gen)) if gen else None, "n_generated": len(gen),
-                # wall time of generate() per output frame (whole method on this machine), fresh clips only
-                "generate_ms_per_frame": 1000.0 * float(sum(gen)) / gen_frames if gen_frames else None,
-                "total_s_sum": float(sum(r["timings"].get("total_s", 0.0) for r in ok.values()))}
+            failures += _failures(mname, setting, recs[mname], metrics)
+            ok = {cid: r for cid, r in recs[mname].items() if r is not None and r["status"] == "ok"}
+            timings.setdefault(mname, {})[setting] = _timings(ok)
             out: dict[str, Any] = {}
             for name, metric in metrics.items():
                 if not metric_applies(metric, setting):
                     continue
                 if metric.split_level:
-                    _split_level(store, mname, setting, name, metric, ok, pfp[name], out, failures)
-                    continue
-                for vname in metric.outputs:
-                    vals = []
-                    for cid in clip_ids:
-                        r = ok.get(cid)
-                        if r is None or r.get("protocols", {}).get(name) != pfp[name]:
-                            continue
-                        v = r.get("values", {}).get(name, {}).get(vname)
-                        rows.append({"method": mname, "setting": setting, "clip_id": cid, "metric": name,
-                                     "value_name": vname, "value": v, "protocol": pfp[name]})
-                        if v is not None and math.isfinite(v):
-                            vals.append(v)
-                    lo, hi = bootstrap_ci(vals, n_boot=cfg.n_boot, seed=cfg.seed)
-                    key = vname if vname not in out else f"{name}:{vname}"
-                    out[key] = {"mean": float(np.mean(vals)) if vals else None, "ci_low": lo, "ci_high": hi,
-                                "n_clips": len(vals), "higher_is_better": bool(metric.higher_is_better[vname]),
-                                "metric": name}
+                    _split_level(store, mname, setting, name, metric, ok, common, pfp[name], out, failures)
+                else:
+                    _per_clip_level(mname, setting, name, metric, ok, clip_ids, common, pfp[name], cfg, rows, out)
             results.setdefault(setting, {})[mname] = out
     store.write_per_clip(rows)
     env = environment()
@@ -351,14 +358,114 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
         **env,
         "started": None, "finished": None, "wall_s": None,
         "protocols": {n: p.to_dict() for n, p in protocols.items()},
+        "metric_config": metric_configs(metrics, cfg),
         "unavailable": dict(unavailable_metrics),
         "methods": {n: m.describe() for n, m in methods.items()},
         "unavailable_methods": dict(unavailable_methods),
         "results": results,
+        "clip_set": clip_sets,
         "failures": failures,
         "timings": timings,
     }
     return summary
+
+
+def common_clip_set(recs: dict[str, dict[str, dict | None]], clip_ids: list[str]
+                    ) -> tuple[list[str], dict[str, list[str]]]:
+    """(clips every method finished, {clip_id: methods that failed or lack it}) for one setting."""
+    common, excluded = [], {}
+    for cid in clip_ids:
+        bad = sorted(m for m, by_clip in recs.items() if (by_clip.get(cid) or {}).get("status") != "ok")
+        if bad:
+            excluded[cid] = bad
+        else:
+            common.append(cid)
+    return common, excluded
+
+
+def _failures(mname: str, setting: str, recs: dict[str, dict | None], metrics: dict[str, Metric]) -> list[dict]:
+    out = []
+    for cid, rec in recs.items():
+        if rec is None:
+            out.append({"method": mname, "setting": setting, "clip_id": cid, "error": "no record (not run)"})
+        elif rec["status"] != "ok":
+            out.append({"method": mname, "setting": setting, "clip_id": cid, "error": rec.get("error")})
+        else:
+            for metric, err in sorted(rec.get("metric_errors", {}).items()):
+                if metric in metrics:
+                    out.append({"method": mname, "setting": setting, "clip_id": cid, "error": f"metric {metric}: {err}"})
+    return out
+
+
+def _timings(ok: dict[str, dict]) -> dict[str, Any]:
+    fresh = [r for r in ok.values() if not r.get("generated_from_cache") and r["timings"].get("generate_s") is not None]
+    gen = [r["timings"]["generate_s"] for r in fresh]
+    gen_frames = sum(int(r.get("n_frames") or 0) for r in fresh)
+    return {"generate_s_mean": float(np.mean(gen)) if gen else None, "n_generated": len(gen),
+            # wall time of generate() per output frame (whole method on this machine), fresh clips only
+            "generate_ms_per_frame": 1000.0 * float(sum(gen)) / gen_frames if gen_frames else None,
+            "total_s_sum": float(sum(r["timings"].get("total_s", 0.0) for r in ok.values()))}
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _mean_ci(vals: list[float], cfg: RunConfig) -> tuple[float | None, float | None, float | None]:
+    """Mean over the clips, with a bootstrap CI when every value is finite (an inf, e.g. PSNR of identical
+    frames, makes the mean inf and leaves no interval)."""
+    if not vals:
+        return None, None, None
+    mean = float(np.mean(vals))
+    if math.isnan(mean):  # +inf and -inf together: no mean to state
+        return None, None, None
+    if not all(math.isfinite(v) for v in vals):
+        return mean, None, None
+    lo, hi = bootstrap_ci(vals, n_boot=cfg.n_boot, seed=cfg.seed)
+    return mean, lo, hi
+
+
+def _entry(metric: Metric, name: str, vname: str, mean: float | None, lo: float | None, hi: float | None,
+           used: list[str], common: list[str], missing: list[str]) -> dict[str, Any]:
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n_clips": len(used), "n_common": len(common),
+            "n_missing": len(missing), "missing_clips": list(missing),
+            "higher_is_better": metric.higher_is_better.get(vname), "metric": name}
+
+
+def _coverage(ok: dict[str, dict], name: str, used: list[str]) -> dict[str, int]:
+    """frames_used / frames_total summed over the clips that entered the value (only if metrics record them)."""
+    out: dict[str, int] = {}
+    for key in (FRAMES_USED, FRAMES_TOTAL):
+        got = [ok[c].get("extra", {}).get(name, {}).get(key) for c in used]
+        if any(g is not None for g in got):
+            out[key] = int(sum(int(g) for g in got if g is not None))
+    return out
+
+
+def _per_clip_level(mname: str, setting: str, name: str, metric: Metric, ok: dict[str, dict], clip_ids: list[str],
+                    common: list[str], fp: str, cfg: RunConfig, rows: list[dict[str, Any]], out: dict[str, Any]) -> None:
+    in_common = set(common)
+    for vname in metric.outputs:
+        vals, used, missing = [], [], []
+        for cid in clip_ids:
+            r = ok.get(cid)
+            if r is None:
+                continue
+            same = r.get("protocols", {}).get(name) == fp
+            v = r.get("values", {}).get(name, {}).get(vname) if same else None
+            if same:
+                rows.append({"method": mname, "setting": setting, "clip_id": cid, "metric": name,
+                             "value_name": vname, "value": v, "protocol": fp})
+            if cid not in in_common:
+                continue
+            if _is_missing(v):
+                missing.append(cid)
+            else:
+                vals.append(float(v))
+                used.append(cid)
+        key = vname if vname not in out else f"{name}:{vname}"
+        out[key] = {**_entry(metric, name, vname, *_mean_ci(vals, cfg), used, common, missing),
+                    **_coverage(ok, name, used)}
 
 
 def _root_str(root: str | None) -> Path:
@@ -368,14 +475,16 @@ def _root_str(root: str | None) -> Path:
 
 
 def _split_level(store: RunStore, mname: str, setting: str, name: str, metric: Metric, ok: dict[str, dict],
-                 fp: str, out: dict[str, Any], failures: list[dict[str, Any]]) -> None:
-    states = []
-    for cid in sorted(ok):
-        if ok[cid].get("protocols", {}).get(name) != fp:
-            continue
-        st = store.read_states(mname, setting, cid).get(name)
+                 common: list[str], fp: str, out: dict[str, Any], failures: list[dict[str, Any]]) -> None:
+    """States pooled over the common clip set only (FID's reference = the ground truth of those clips)."""
+    states, used, missing = [], [], []
+    for cid in common:
+        st = store.read_states(mname, setting, cid).get(name) if ok[cid].get("protocols", {}).get(name) == fp else None
         if st:
             states.append(st)
+            used.append(cid)
+        else:
+            missing.append(cid)
     values: dict[str, float] = {}
     if states:
         try:
@@ -385,14 +494,31 @@ def _split_level(store: RunStore, mname: str, setting: str, name: str, metric: M
                              "error": f"metric {name} aggregate: {type(exc).__name__}: {exc}"})
     for vname in metric.outputs:
         v = values.get(vname)
-        v = float(v) if v is not None and math.isfinite(float(v)) else None
+        v = None if v is None or math.isnan(float(v)) else float(v)
         key = vname if vname not in out else f"{name}:{vname}"
-        out[key] = {"mean": v, "ci_low": None, "ci_high": None, "n_clips": len(states),
-                    "higher_is_better": bool(metric.higher_is_better[vname]), "metric": name, "split_level": True}
+        out[key] = {**_entry(metric, name, vname, v, None, None, used, common, missing), "split_level": True}
+
+
+def _n_cell(vals: dict[str, Any]) -> str:
+    """'used/common' clips of a method's values ('4-5/5' when values used different counts)."""
+    used = sorted({e.get("n_clips", 0) for e in vals.values()})
+    common = max((e.get("n_common", 0) for e in vals.values()), default=0)
+    if not used:
+        return "—"
+    u = str(used[0]) if len(used) == 1 else f"{used[0]}-{used[-1]}"
+    return f"{u}/{common}"
+
+
+def _arrow(by_method: dict[str, dict[str, Any]], value: str) -> str:
+    for vals in by_method.values():
+        if value in vals:
+            hib = vals[value].get("higher_is_better")
+            return "" if hib is None else (" ↑" if hib else " ↓")
+    return ""
 
 
 def render_summary(summary: dict[str, Any], console: Any = None) -> None:
-    """One rich table per setting: methods x values, mean [95% CI]."""
+    """One rich table per setting: methods x values, mean [95% CI], and n = clips used / common clip set."""
     from rich.console import Console
     from rich.table import Table
 
@@ -403,13 +529,9 @@ def render_summary(summary: dict[str, Any], console: Any = None) -> None:
             names += [v for v in vals if v not in names]
         t = Table(title=f"{summary.get('run_id')} — {setting}")
         t.add_column("method")
+        t.add_column("n", justify="right")
         for v in names:
-            arrow = ""
-            for vals in by_method.values():
-                if v in vals:
-                    arrow = " ↑" if vals[v]["higher_is_better"] else " ↓"
-                    break
-            t.add_column(v + arrow, justify="right")
+            t.add_column(v + _arrow(by_method, v), justify="right")
         for method, vals in by_method.items():
             cells = []
             for v in names:
@@ -420,8 +542,15 @@ def render_summary(summary: dict[str, Any], console: Any = None) -> None:
                     cells.append(f"{e['mean']:.4g} [{e['ci_low']:.3g}, {e['ci_high']:.3g}]")
                 else:
                     cells.append(f"{e['mean']:.4g}")
-            t.add_row(method, *cells)
+                if e is not None and e.get("n_missing"):
+                    cells[-1] += f" ({e['n_missing']} missing)"
+            t.add_row(method, _n_cell(vals), *cells)
         console.print(t)
+        excluded = summary.get("clip_set", {}).get(setting, {}).get("excluded", {})
+        if excluded:
+            console.print(f"[yellow]{setting}: {len(excluded)} clip(s) left out of every method's values[/yellow] "
+                          "(failed by: " + "; ".join(f"{c}: {', '.join(ms)}" for c, ms in excluded.items()) + ")",
+                          highlight=False)
     if summary.get("unavailable"):
         for k, v in summary["unavailable"].items():
             console.print(f"[yellow]metric {k} unavailable[/yellow]: {v}", highlight=False)

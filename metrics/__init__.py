@@ -9,4 +9,5 @@ METRIC_MODULES: list[str] = [
     "metrics.lpips_metric",
     "metrics.csim",
     "metrics.syncnet_lse",
+    "metrics.av_sync",
 ]

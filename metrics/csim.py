@@ -2,9 +2,12 @@
 
 Per frame: cos(emb(generated[t]), emb(identity)), where `identity` is ClipInput.identity — by harness
 default the FIRST GROUND-TRUTH FRAME of the clip (falls back to ground_truth[0] when identity is unset).
-Clip value = mean over frames. Backends (pinned in the protocol; values of different backends never compare):
-  dlib    offline default. dlib HOG detector on the 256 crop (no upsampling, largest face; when none is
-          found the box is the whole crop), 5-point shape predictor, dlib.get_face_chip(150, padding 0.25),
+Clip value = mean over the frames where a face is detected. A frame without a detected face gets NO value
+(NaN per frame, counted in extra: frames_used / frames_total / frames_no_face_detected / no_face_frames):
+embedding a whole crop with no face in it (blank, noise) still yields a similarity of ~0.8 with dlib,
+which would reward a method for losing the face. An identity reference without a face -> MediaError; a
+clip where no generated frame has a face -> NoFaceError (the runner records the failure). Backends (pinned in the protocol; values of different backends never compare):
+  dlib    offline default. dlib HOG detector on the 256 crop (no upsampling, largest face), 5-point shape predictor, dlib.get_face_chip(150, padding 0.25),
           dlib face-recognition ResNet v1 (128-d).
   arcface insightface buffalo_l recognition model (w600k_r50.onnx, 512-d), loaded from the local pack only.
           Alignment: 5 points from the dlib 68-point landmarks (eye centres, nose tip 30, mouth corners 48/54)
@@ -20,22 +23,17 @@ from typing import Any
 import numpy as np
 
 from harness import weights
-from harness.errors import MediaError, MetricUnavailable
-from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from harness.errors import MediaError, MetricUnavailable, NoFaceError
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.frame_memo import FrameMemo
 
 ARCFACE_FILE = "w600k_r50.onnx"
 
 
-def _largest_box(detector: Any, img: np.ndarray) -> tuple[Any, bool]:
-    """HOG detection on the crop: the largest face, or the whole crop (second value False) when none."""
-    import dlib
-
+def _largest_box(detector: Any, img: np.ndarray) -> Any | None:
+    """HOG detection on the crop: the largest face, or None when there is none (the frame gets no value)."""
     dets = list(detector(img, 0))
-    if not dets:
-        h, w = img.shape[:2]
-        return dlib.rectangle(0, 0, w - 1, h - 1), False
-    return max(dets, key=lambda r: r.width() * r.height()), True
+    return max(dets, key=lambda r: r.width() * r.height()) if dets else None
 
 
 # identical frames (ground truth vs its own reference, static frames) are embedded once per process
@@ -64,13 +62,14 @@ class _DlibEmbedder:
         chips, found = [], []
         for img in frames:
             img = np.ascontiguousarray(img)
-            box, ok = _largest_box(self.detector, img)
-            chips.append(dlib.get_face_chip(img, self.sp(img, box), size=150, padding=0.25))
-            found.append(ok)
+            box = _largest_box(self.detector, img)
+            found.append(box is not None)
+            if box is not None:
+                chips.append(dlib.get_face_chip(img, self.sp(img, box), size=150, padding=0.25))
         out = []
         for i in range(0, len(chips), batch_size):
             out.extend(np.asarray(v, dtype=np.float64) for v in self.rec.compute_face_descriptor(chips[i : i + batch_size]))
-        return np.stack(out), np.asarray(found)
+        return _scatter(out, found, self.dim), np.asarray(found)
 
 
 class _ArcFaceEmbedder:
@@ -97,12 +96,13 @@ class _ArcFaceEmbedder:
     def sha256(self) -> str:
         return weights.file_sha256(self.model_path)
 
-    def five_points(self, img: np.ndarray) -> tuple[np.ndarray, bool]:
-        box, ok = _largest_box(self.detector, img)
+    def five_points(self, img: np.ndarray) -> np.ndarray | None:
+        box = _largest_box(self.detector, img)
+        if box is None:
+            return None
         s = self.sp(img, box)
         p = np.array([[s.part(i).x, s.part(i).y] for i in range(68)], dtype=np.float32)
-        kps = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
-        return kps, ok
+        return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
 
     def embed(self, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         from insightface.utils import face_align
@@ -110,12 +110,23 @@ class _ArcFaceEmbedder:
         aligned, found = [], []
         for img in frames:
             img = np.ascontiguousarray(img)
-            kps, ok = self.five_points(img)
-            bgr = np.ascontiguousarray(img[:, :, ::-1])  # insightface works on BGR (cv2) images
-            aligned.append(face_align.norm_crop(bgr, landmark=kps, image_size=self.model.input_size[0]))
-            found.append(ok)
-        out = [self.model.get_feat(aligned[i : i + batch_size]) for i in range(0, len(aligned), batch_size)]
-        return np.concatenate(out).astype(np.float64), np.asarray(found)
+            kps = self.five_points(img)
+            found.append(kps is not None)
+            if kps is not None:
+                bgr = np.ascontiguousarray(img[:, :, ::-1])  # insightface works on BGR (cv2) images
+                aligned.append(face_align.norm_crop(bgr, landmark=kps, image_size=self.model.input_size[0]))
+        out: list[np.ndarray] = []
+        for i in range(0, len(aligned), batch_size):
+            out.extend(np.asarray(self.model.get_feat(aligned[i : i + batch_size]), dtype=np.float64))
+        return _scatter(out, found, self.dim), np.asarray(found)
+
+
+def _scatter(rows: list[np.ndarray], found: list[bool], dim: int) -> np.ndarray:
+    """[T, dim] embeddings: the computed rows where a face was found, NaN rows elsewhere."""
+    emb = np.full((len(found), dim), np.nan)
+    if rows:
+        emb[np.asarray(found, bool)] = np.stack(rows)
+    return emb
 
 
 def _resolve_backend(backend: str) -> str:
@@ -139,6 +150,9 @@ class CSIM(Metric):
         super().__init__(batch_size=batch_size, device=device)
         self.backend = _resolve_backend(backend)
         self._embedder: _DlibEmbedder | _ArcFaceEmbedder | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"backend": self.backend}  # 'auto' resolved once per run
 
     def availability(self) -> tuple[bool, str]:
         keys = ("dlib_face_recognition", "dlib_landmarks5") if self.backend == "dlib" else (
@@ -166,19 +180,24 @@ class CSIM(Metric):
     def protocol(self) -> Protocol:
         ok, _ = self.availability()
         sha = self.embedder().sha256() if ok else None
-        align = ("dlib HOG (upsample 0, largest; fallback whole crop) + 5-pt predictor, get_face_chip 150 pad 0.25"
+        align = ("dlib HOG (upsample 0, largest) + 5-pt predictor, get_face_chip 150 pad 0.25"
                  if self.backend == "dlib" else
-                 "dlib HOG (upsample 0, largest; fallback whole crop) + dlib 68-pt -> 5 pts, insightface norm_crop 112")
+                 "dlib HOG (upsample 0, largest) + dlib 68-pt -> 5 pts, insightface norm_crop 112")
         return Protocol(
             metric=self.name, backend=self.backend, weights_sha256=sha,
             crop="harness 256x256 face crop (ground-truth crop track)", resolution=150 if self.backend == "dlib" else 112,
             fps=25.0,
-            settings={"alignment": align, "similarity": "cosine", "reduce": "mean over frames",
+            settings={"alignment": align, "similarity": "cosine",
+                      "weights_state": weights.state_label("dlib_face_recognition" if self.backend == "dlib"
+                                                           else "insightface_buffalo_l"),
+                      "no_face": "frame without a detected face gets no value (NaN, counted); reference without "
+                                 "a face -> error; no generated face in the clip -> NoFaceError",
+                      "reduce": "mean over frames with a detected face",
                       "identity_reference": "ClipInput.identity (harness default: first ground-truth frame of the clip)"},
         )
 
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """L2-normalised embeddings [T, D] and whether a face was detected [T] (else whole-crop box)."""
+        """L2-normalised embeddings [T, D] (NaN rows where no face) and whether a face was detected [T]."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise MediaError(f"CSIM expects uint8 RGB frames [T,H,W,3], got {frames.dtype} {frames.shape}")
@@ -200,10 +219,16 @@ class CSIM(Metric):
                 raise MediaError(f"{clip.clip_id}: CSIM needs an identity reference (or ground truth)")
             ref = clip.ground_truth[0]
         ref_emb, ref_found = self.embed(np.asarray(ref)[None])
+        if not ref_found[0]:
+            raise MediaError(f"clip {clip.clip_id}: no face detected in the CSIM identity reference frame")
         emb, found = self.embed(clip.generated)
-        sims = emb @ ref_emb[0]
+        if not found.any():
+            raise NoFaceError(f"clip {clip.clip_id}: no face detected in any of the {len(found)} generated frames")
+        sims = emb @ ref_emb[0]  # NaN where no face
         return ClipResult(
-            values={"CSIM": float(sims.mean())},
+            values={"CSIM": float(sims[found].mean())},
             per_frame={"CSIM": sims.astype(np.float32)},
-            extra={"frames_no_face_detected": int((~found).sum()), "identity_face_detected": bool(ref_found[0])},
+            extra={FRAMES_USED: int(found.sum()), FRAMES_TOTAL: len(found),
+                   "frames_no_face_detected": int((~found).sum()), "no_face_frames": np.flatnonzero(~found).tolist(),
+                   "identity_face_detected": True},
         )

@@ -15,7 +15,8 @@ Backends (the TF 2015-12-05 Inception weights, in two packagings):
      are NOT used: we feed it exactly what pytorch-fid's network gets, so both backends give the same
      features (tests/test_metrics_fid.py checks this to 1e-4 by loading the TorchScript weights into
      pytorch-fid's architecture).
-With few samples FID is biased upwards (the covariance of 2048-d features from N << 2048 frames is rank
+A negative Fréchet distance can only come from float rounding (e.g. a set against itself: -7e-05) and is
+reported as 0.0. With few samples FID is biased upwards (the covariance of 2048-d features from N << 2048 frames is rank
 deficient); values are comparable only between runs with the same number of frames.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from metrics.base import ClipInput, Metric, Protocol, register
 from metrics.frechet import fid_from_features
 
 FEATURE_DIM = 2048
+BACKENDS = ("pytorch-fid", "fid-helper")
 INPUT_SIZE = 299
 _LOCK = threading.Lock()
 _NETS: dict[tuple[str, str], Any] = {}
@@ -150,7 +152,13 @@ class FID(Metric):
 
     def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str | None = None) -> None:
         super().__init__(batch_size, device)
-        self.backend = backend or fid_backend()
+        backend = fid_backend() if backend in (None, "auto") else backend
+        if backend not in BACKENDS:
+            raise ValueError(f"fid backend {backend!r} not in {BACKENDS} (or 'auto')")
+        self.backend = backend
+
+    def config(self) -> dict[str, Any]:
+        return {"backend": self.backend}  # resolved once: a weights file appearing mid-run cannot switch it
 
     def availability(self) -> tuple[bool, str]:
         key = _weights_key(self.backend)
@@ -161,7 +169,7 @@ class FID(Metric):
 
     def protocol(self) -> Protocol:
         key = _weights_key(self.backend)
-        state, _, digest = weights.check(key)
+        _, _, digest = weights.check(key)
         return Protocol(
             metric="FID", backend=self.backend, weights_sha256=digest, crop="gt crop track, 256x256 RGB uint8",
             resolution=256, fps=25.0,
@@ -171,7 +179,8 @@ class FID(Metric):
                       "stats": "float64 mean, covariance ddof=1 over all frames of all clips",
                       "trace_sqrt": "eigh: Tr sqrt(S1 S2) = sum sqrt eig(S1^1/2 S2 S1^1/2), negatives clamped "
                                     "(equals pytorch-fid's scipy sqrtm to ~1e-6 relative; metrics/frechet.py)",
-                      "weights_state": state,
+                      "weights_state": weights.state_label(key),
+                      "negative": "negative values from float rounding reported as 0",
                       "note": "biased upwards with few frames; compare only at equal frame counts"},
         )
 
@@ -186,4 +195,5 @@ class FID(Metric):
     def aggregate(self, states: list[dict[str, np.ndarray]]) -> dict[str, float]:
         gen = np.concatenate([s["generated"] for s in states]).astype(np.float64)
         gt = np.concatenate([s["ground_truth"] for s in states]).astype(np.float64)
-        return {"FID": fid_from_features(gen, gt)}
+        # a set against itself gives e.g. -7e-05 (float rounding in the trace term): a distance is >= 0
+        return {"FID": max(0.0, fid_from_features(gen, gt))}

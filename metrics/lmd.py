@@ -1,10 +1,23 @@
-"""Landmark distance (LMD, M-LMD, F-LMD; lower is better) between generated and ground-truth crops.
+"""Landmark distance (LMD, M-LMD, F-LMD; lower is better) and face coverage (FaceCov) of generated crops.
 
-68-point iBUG landmarks on both 256x256 crops (same crop track, so pixel-aligned); each frame's set is
-centred on its own mean over all 68 points (removes a global shift: the measure is shape/motion, not
-position); per-point L2 distance in 256x256 px, averaged over the points of a group and over frames.
-Groups: LMD all 68, M-LMD mouth 48-67, F-LMD face 0-47. Frames where either side has no landmarks are
-excluded and counted in extra. Ground-truth landmarks are cached (key: crop bytes + backend + weights).
+68-point iBUG landmarks on both 256x256 crops (same crop track, so pixel-aligned). Each landmark GROUP is
+centred on its OWN mean (mouth points minus the mouth mean, ...: removes a global shift, so the measure
+is shape/motion, not position); per-point L2 distance in px at 256x256, mean over the group's points,
+then over frames. Followed: ATVGnet `evaluation_matrix.py` (lelechen63/ATVGnet, commit
+b2c758b98070ea6e4d9c155311627b4a85d1b72d: `generating_landmark_lips` subtracts the mouth mean
+`sum(mouth)/20` from the 20 mouth points, `compare_landmarks` takes per-point L2 and averages over frames;
+note it SUMS over the 20 points where we take the mean, so its numbers are 20x ours) and EAT's
+`test_lmd.py` (yuangan/EAT_code; that file was not in the stored reference we could read, so its
+groups below come from issue 12: mouth for M-LMD, all 68 for F-LMD).
+
+Protocols (constructor kwarg `protocol`, recorded in the Protocol settings):
+  realtalk (default)  LMD = 0-67, M-LMD = 48-67 (mouth), F-LMD = 0-47 (face without mouth)
+  eat                 LMD = 0-67, M-LMD = 48-67 (mouth), F-LMD = 0-67 (all 68)
+FaceCov (higher is better, in [0,1]): of the frames with ground-truth landmarks, the fraction on which the
+GENERATED crop has landmarks too. Frames without landmarks on either side are excluded from the distances
+and reported in extra (frames_used, frames_total, gen_no_face, gt_no_face, excluded_frames), so a method
+that loses the face shows it (all generated faces lost: distances NaN, FaceCov 0). Ground truth without
+any landmarks -> NoFaceError. Ground-truth landmarks are cached (key: crop bytes + backend + weights).
 """
 from __future__ import annotations
 
@@ -13,81 +26,98 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from metrics.landmark_source import LandmarkSource
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 
-GROUPS = {"LMD": slice(0, 68), "M-LMD": slice(48, 68), "F-LMD": slice(0, 48)}
-BACKENDS = ("dlib", "fan")
+# protocol -> {value: (first, last + 1)} over the iBUG 68 points
+PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
+    "realtalk": {"LMD": (0, 68), "M-LMD": (48, 68), "F-LMD": (0, 48)},
+    "eat": {"LMD": (0, 68), "M-LMD": (48, 68), "F-LMD": (0, 68)},
+}
+REFERENCES = {
+    "realtalk": "ATVGnet evaluation_matrix.py (lelechen63/ATVGnet@b2c758b98070ea6e4d9c155311627b4a85d1b72d): "
+                "group-own-mean centring, per-point L2; mean (not sum) over points",
+    "eat": "EAT test_lmd.py (yuangan/EAT_code; groups as in issue 12, file not verified) with the same centring",
+}
 CACHE_VERSION = "1"
 RESOLUTION = 256
 
 
-def lmd_frames(gen_lm: np.ndarray, gt_lm: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per-frame distances {group: [T]} (nan on excluded frames) and the bool mask of used frames."""
+def lmd_frames(gen_lm: np.ndarray, gt_lm: np.ndarray, protocol: str = "realtalk"
+               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-frame distances {value: [T]} (nan on excluded frames) and the bool mask of used frames.
+    Each group is centred on its own mean before the per-point L2 (see module docstring)."""
     g = np.asarray(gen_lm, np.float64)
     r = np.asarray(gt_lm, np.float64)
     ok = np.isfinite(g).all(axis=(1, 2)) & np.isfinite(r).all(axis=(1, 2))
-    g = g - g.mean(axis=1, keepdims=True)
-    r = r - r.mean(axis=1, keepdims=True)
-    d = np.linalg.norm(g - r, axis=2)  # [T,68]
-    per = {k: np.where(ok, d[:, s].mean(axis=1), np.nan) for k, s in GROUPS.items()}
+    per = {}
+    for name, (a, b) in PROTOCOLS[protocol].items():
+        gg = g[:, a:b] - g[:, a:b].mean(axis=1, keepdims=True)
+        rr = r[:, a:b] - r[:, a:b].mean(axis=1, keepdims=True)
+        per[name] = np.where(ok, np.linalg.norm(gg - rr, axis=2).mean(axis=1), np.nan)
     return per, ok
+
+
+def coverage(gen_lm: np.ndarray, gt_lm: np.ndarray) -> dict[str, Any]:
+    """Which frames have landmarks on each side; FaceCov = gen-and-gt frames / gt frames."""
+    gen_ok = np.isfinite(np.asarray(gen_lm, np.float64)).all(axis=(1, 2))
+    gt_ok = np.isfinite(np.asarray(gt_lm, np.float64)).all(axis=(1, 2))
+    used = gen_ok & gt_ok
+    return {"FaceCov": float(used.sum() / gt_ok.sum()) if gt_ok.any() else float("nan"),
+            FRAMES_USED: int(used.sum()), FRAMES_TOTAL: int(len(used)),
+            "gen_no_face": int((~gen_ok).sum()), "gt_no_face": int((~gt_ok).sum()),
+            "frames_excluded": int((~used).sum()), "excluded_frames": np.flatnonzero(~used).tolist(),
+            "gen_no_face_frames": np.flatnonzero(~gen_ok).tolist()}
 
 
 @register
 class LMD(Metric):
     name: ClassVar[str] = "lmd"
-    outputs: ClassVar[tuple[str, ...]] = ("LMD", "M-LMD", "F-LMD")
-    higher_is_better: ClassVar[dict[str, bool]] = {"LMD": False, "M-LMD": False, "F-LMD": False}
+    outputs: ClassVar[tuple[str, ...]] = ("LMD", "M-LMD", "F-LMD", "FaceCov")
+    higher_is_better: ClassVar[dict[str, bool | None]] = {"LMD": False, "M-LMD": False, "F-LMD": False,
+                                                          "FaceCov": True}
     needs: ClassVar[frozenset[str]] = frozenset({"generated", "ground_truth"})
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "dlib",
+    def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "dlib", protocol: str = "realtalk",
                  landmarks_fn: Callable[[np.ndarray], np.ndarray] | None = None, cache: Any = None) -> None:
         """landmarks_fn: crops [T,H,W,3] -> [T,68,2] (nan rows where none); default harness.faces."""
         super().__init__(batch_size, device)
-        if backend not in BACKENDS:
-            raise ValueError(f"lmd backend {backend!r} not in {BACKENDS}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"lmd protocol {protocol!r} not in {tuple(PROTOCOLS)}")
         self.backend = backend
-        self._landmarks_fn = landmarks_fn
-        self._landmarker: Any = None
+        self.lmd_protocol = protocol
+        self._source = LandmarkSource(backend, landmarks_fn, owner="lmd")
         self._cache = cache
 
-    def _weights_key(self) -> str:
-        return {"dlib": "dlib_landmarks68", "fan": "fan_2d"}[self.backend]
+    def config(self) -> dict[str, Any]:
+        return {"backend": self.backend, "protocol": self.lmd_protocol}
 
     def availability(self) -> tuple[bool, str]:
-        from harness import weights
-
-        state, path, _ = weights.check(self._weights_key())
-        if state in ("found", "unverified"):
-            return True, ""
-        return False, f"{weights.REGISTRY[self._weights_key()].filename} {state} at {path}"
+        return self._source.availability()
 
     def protocol(self) -> Protocol:
-        from harness import weights
-
-        state, _, digest = weights.check(self._weights_key())
+        digest, weights_state = self._source.weights()
+        groups = {k: f"{a}-{b - 1}" for k, (a, b) in PROTOCOLS[self.lmd_protocol].items()}
         return Protocol(metric="LMD", backend=self.backend, weights_sha256=digest,
                         crop="gt crop track, 256x256 RGB uint8", resolution=RESOLUTION, fps=25.0,
-                        settings={"points": "iBUG 68", "groups": {"LMD": "0-67", "M-LMD": "48-67", "F-LMD": "0-47"},
-                                  "centering": "each frame's 68 points minus their mean", "units": "px at 256x256",
-                                  "reduce": "mean over points, then frames; frames without landmarks on either side excluded",
+                        settings={"protocol": self.lmd_protocol, "landmark_backend": self.backend,
+                                  "points": "iBUG 68", "groups": groups,
+                                  "centering": "each group's points minus that group's own mean, per frame",
+                                  "units": "px at 256x256",
+                                  "reduce": "per-point L2, mean over the group's points, then over frames; "
+                                            "frames without landmarks on either side excluded and counted",
+                                  "FaceCov": "frames with gen and gt landmarks / frames with gt landmarks",
+                                  "reference": REFERENCES[self.lmd_protocol],
                                   "landmarks_on_crops": "harness.faces.landmarks_on_crops (prior box confirmed by detector)",
-                                  "weights_state": state})
+                                  "weights_state": weights_state})
 
     def landmarks(self, crops: np.ndarray) -> np.ndarray:
-        if self._landmarks_fn is not None:
-            return self._landmarks_fn(crops)
-        from harness.faces import clip as faces_clip
-        from harness.faces.landmarks import get_landmarker
-
-        if self._landmarker is None:
-            self._landmarker = get_landmarker(self.backend)
-        return faces_clip.landmarks_on_crops(crops, self._landmarker)
+        return self._source(crops)
 
     def _gt_landmarks(self, gt: np.ndarray) -> np.ndarray:
         from harness.cache import default_cache, make_key
 
-        if self._landmarks_fn is not None:  # custom landmarker: no cache identity to key on
+        if self._source.custom is not None:  # custom landmarker: no cache identity to key on
             return self.landmarks(gt)
         cache = self._cache if self._cache is not None else default_cache()
         digest = hashlib.sha256(np.ascontiguousarray(gt).tobytes()).hexdigest()
@@ -101,10 +131,11 @@ class LMD(Metric):
 
         gen, gt = _pair(clip)
         scale = RESOLUTION / gt.shape[1]
-        per, ok = lmd_frames(self.landmarks(gen) * scale, self._gt_landmarks(gt) * scale)
-        if not ok.any():
-            raise NoFaceError(f"clip {clip.clip_id}: no frame has landmarks on both generated and ground truth")
-        values = {k: float(np.nanmean(v)) for k, v in per.items()}
-        return ClipResult(values=values, per_frame=per,
-                          extra={"frames_used": int(ok.sum()), "frames_excluded": int((~ok).sum()),
-                                 "excluded_frames": np.flatnonzero(~ok).tolist()})
+        gen_lm, gt_lm = self.landmarks(gen) * scale, self._gt_landmarks(gt) * scale
+        cov = coverage(gen_lm, gt_lm)
+        if cov["gt_no_face"] == len(gt):
+            raise NoFaceError(f"clip {clip.clip_id}: no ground-truth frame has landmarks; LMD undefined")
+        per, ok = lmd_frames(gen_lm, gt_lm, self.lmd_protocol)
+        values = {k: float(np.mean(v[ok])) if ok.any() else float("nan") for k, v in per.items()}
+        values["FaceCov"] = cov["FaceCov"]
+        return ClipResult(values=values, per_frame=per, extra=cov)

@@ -73,11 +73,11 @@ class LPIPS(Metric):
         return False, f"{w.filename} not at {path}" + ("" if state == "missing" else f" ({state})")
 
     def protocol(self) -> Protocol:
-        state, _, digest = weights.check("alexnet")
+        _, _, digest = weights.check("alexnet")
         return Protocol(metric="LPIPS", backend="lpips-0.1.4", weights_sha256=digest,
                         crop="gt crop track, 256x256 RGB uint8", resolution=256, fps=25.0,
                         settings={"net": "alex", "version": "0.1", "input": "x/127.5-1 in [-1,1]",
-                                  "reduce": "per frame, then mean", "weights_state": state})
+                                  "reduce": "per frame, then mean", "weights_state": weights.state_label("alexnet")})
 
     def _model(self) -> Any:
         path = weights.require("alexnet")

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 
 SIGMA = 1.5
 TRUNCATE = 3.5
@@ -97,6 +97,9 @@ class SSIM(Metric):
             raise ValueError(f"ssim backend {backend!r} not in {BACKENDS}")
         self.backend = backend
 
+    def config(self) -> dict[str, str]:
+        return {"backend": self.backend}  # 'auto' resolved: workers on other devices keep this backend
+
     def protocol(self) -> Protocol:
         return Protocol(
             metric="SSIM", backend=self.backend, weights_sha256=None, crop="gt crop track, 256x256 RGB uint8",
@@ -113,7 +116,8 @@ class SSIM(Metric):
             per = ssim_torch(gen, gt, self.batch_size, self.device)
         else:
             per = ssim_skimage(gen, gt)
-        return ClipResult(values={"SSIM": float(per.mean())}, per_frame={"SSIM": per}, extra={"frames": len(per)})
+        return ClipResult(values={"SSIM": float(per.mean())}, per_frame={"SSIM": per},
+                          extra={FRAMES_USED: len(per), FRAMES_TOTAL: len(per)})
 
 
 def _pair(clip: ClipInput) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,13 @@ The reference (SyncNetInstance.evaluate) on a 25 fps face track with 16 kHz mono
   calc_pdist: for each window v, L2 distances (torch pairwise_distance, eps 1e-6) between video feature v and
          audio features v-15 .. v+15 (zero features past the ends); mean over windows -> 31 mean distances.
   LSE-D = min of the mean distances; LSE-C = median - min; AV offset = vshift - argmin (frames).
-Where we differ, by necessity: the reference crops the S3FD track with crop_scale 0.4 (a square of 2.8x the
-half box size, the box centre 0.4 half-sizes above the crop centre) and passes the frames through an XVID
-.avi and -qscale 2 JPEGs. We receive the harness's 256x256 crops of the ground-truth crop track and resize
-them to 224x224 with cv2.resize INTER_LINEAR (the interpolation the reference uses for its crop). Audio
-arrives as float32 in [-1, 1]; it is rescaled to int16 values (round(x*32768)) because the MFCC's c0 (log
-energy) depends on the scale the reference reads from its int16 wav.
+Crops: metrics/syncnet_crop.py cuts them with the reference crop_video geometry (crop_scale 0.4, 13-frame
+median, pad 110, 224x224) from the ground truth's face-track boxes over the full-resolution generated frames
+(ClipInput.generated_full / face_boxes; no fallback to the 256 harness crops: a clip without them is an error).
+Where we differ, by necessity: the boxes are the harness's face track (dlib HOG by default), not S3FD, and the
+crops skip the reference's XVID .avi + JPEG round trip. Audio arrives as float32 in [-1, 1]; it is rescaled
+to int16 values (round(x*32768)) because the MFCC's c0 (log energy) depends on the scale the reference reads
+from its int16 wav. LSE-offset (frames, signed, informational) is the reference's AV offset.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import torch
 
 from harness import weights
 from harness.errors import MediaError, MetricUnavailable
-from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
+from metrics.syncnet_crop import CROP_SCALE, MEDIAN_KERNEL, PAD_VALUE, syncnet_crops
 from metrics.syncnet_model import SyncNetV2, load_syncnet
 
 VSHIFT = 15
@@ -114,9 +116,9 @@ class SyncNetLSE(Metric):
     """LSE-C (higher better) and LSE-D (lower better) of the generated frames against the driving audio."""
 
     name = "syncnet"
-    outputs = ("LSE-C", "LSE-D")
-    higher_is_better = {"LSE-C": True, "LSE-D": False}
-    needs = frozenset({"generated", "audio"})
+    outputs = ("LSE-C", "LSE-D", "LSE-offset")
+    higher_is_better = {"LSE-C": True, "LSE-D": False, "LSE-offset": None}
+    needs = frozenset({"generated", "audio", "full_frames"})
 
     def __init__(self, batch_size: int = 20, device: str = "cpu") -> None:
         super().__init__(batch_size=batch_size, device=device)
@@ -124,7 +126,7 @@ class SyncNetLSE(Metric):
 
     def availability(self) -> tuple[bool, str]:
         state, path, _ = weights.check("syncnet_v2")
-        if state == "found":
+        if state in ("found", "unverified"):
             return True, ""
         return False, (f"syncnet_v2.model {state} at {path} (put the official file there; "
                        f"{weights.REGISTRY['syncnet_v2'].fetch_command()})")
@@ -141,13 +143,16 @@ class SyncNetLSE(Metric):
         state, _, sha = weights.check("syncnet_v2")
         return Protocol(
             metric=self.name, backend="syncnet_v2 (joonson/syncnet_python evaluate(), own port)",
-            weights_sha256=sha if state == "found" else None,
-            crop="harness 256x256 crop (ground-truth crop track) resized to 224x224, cv2 INTER_LINEAR, BGR 0..255",
+            weights_sha256=sha if state in ("found", "unverified") else None,
+            crop=(f"syncnet_python crop_video: ground-truth face-track boxes, medfilt({MEDIAN_KERNEL}) of s/x/y, "
+                  f"crop_scale {CROP_SCALE}, pad {PAD_VALUE}, full-resolution generated frames -> 224x224 "
+                  "cv2 INTER_LINEAR, no codec round trip; BGR 0..255"),
             resolution=SIZE, fps=FPS,
-            settings={"vshift": VSHIFT, "video_window": WIN_FRAMES, "mfcc_window": WIN_MFCC,
+            settings={**weights.protocol_state("syncnet_v2"), "vshift": VSHIFT, "video_window": WIN_FRAMES,
+                      "mfcc_window": WIN_MFCC,
                       "mfcc": "python_speech_features.mfcc(round(x*32768), 16000) defaults: 13 cep, 25/10 ms",
                       "windows": "min(T, floor(n/640)) - 5", "LSE-D": "min_k mean_v d(v,k)",
-                      "LSE-C": "median_k - min_k of mean_v d(v,k)", "offset": "vshift - argmin_k"},
+                      "LSE-C": "median_k - min_k of mean_v d(v,k)", "LSE-offset": "vshift - argmin_k (frames)"},
         )
 
     def evaluate(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
@@ -171,11 +176,17 @@ class SyncNetLSE(Metric):
             raise MediaError(f"{clip.clip_id}: SyncNet needs the driving audio")
         if abs(clip.fps - FPS) > 1e-6:
             raise MediaError(f"{clip.clip_id}: SyncNet protocol needs {FPS:g} fps frames, got {clip.fps:g}")
-        r = self.evaluate(clip.generated, clip.audio, clip.sample_rate, clip.clip_id)
+        if clip.generated_full is None or clip.face_boxes is None:
+            raise MediaError(f"{clip.clip_id}: SyncNet needs the full-resolution generated frames and the ground "
+                             "truth's face boxes (ClipInput.generated_full / face_boxes)")
+        self.net()  # unavailable weights fail before any cropping work
+        crops = syncnet_crops(clip.generated_full, clip.face_boxes)
+        r = self.evaluate(crops, clip.audio, clip.sample_rate, clip.clip_id)
         return ClipResult(
-            values={"LSE-C": r["LSE-C"], "LSE-D": r["LSE-D"]},
+            values={"LSE-C": r["LSE-C"], "LSE-D": r["LSE-D"], "LSE-offset": float(r["offset"])},
             per_frame={"dist_at_best_offset": np.asarray(r["dist_at_best"], dtype=np.float32)},
             extra={"offset": r["offset"], "n_windows": r["n_windows"],
+                   FRAMES_USED: int(r["n_windows"]) + WIN_FRAMES - 1, FRAMES_TOTAL: len(crops),
                    "mean_dist_per_offset": [float(x) for x in r["mean_dists"]],
                    "offsets": list(range(VSHIFT, -VSHIFT - 1, -1))},
         )

@@ -169,14 +169,18 @@ class RealTalkPipeline:
     # ------------------------------------------------------------------------------------------ renderer
     @torch.no_grad()
     def masks(self, src: Source, idx: list[int], beta_pred: Tensor) -> Tensor:
+        """Frame by frame: the face model's GEMM rounds differently at batch 1 and batch 8 (CPU-dependent),
+        and a 1e-5 px vertex shift can flip a rasterised pixel, so batching would change the mask."""
         from realtalk.mask import lower_face_mask
 
         size = self.cfg.renderer.size
-        alpha = src.alpha.expand(len(idx), -1)
-        rho = src.rho[idx]
-        m_src = lower_face_mask(self.fm, alpha, src.beta[idx], rho, size=size)
-        m_pred = lower_face_mask(self.fm, alpha, beta_pred, rho, size=size)
-        return torch.minimum(m_src, m_pred).to(self.device).float()
+        out = []
+        for j, s in enumerate(idx):
+            rho = src.rho[s:s + 1]
+            m_src = lower_face_mask(self.fm, src.alpha, src.beta[s:s + 1], rho, size=size)
+            m_pred = lower_face_mask(self.fm, src.alpha, beta_pred[j:j + 1], rho, size=size)
+            out.append(torch.minimum(m_src, m_pred))
+        return torch.cat(out).to(self.device).float()
 
     @torch.no_grad()
     def render(self, src: Source, idx: list[int], beta_pred: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,5 +1,7 @@
 """Comparison grids (rows = ground truth + methods, columns = frames; face crops with an enlarged mouth
-strip, as the paper's Fig. 6) and side-by-side mp4s with the driving audio. Generated panels are labelled."""
+strip, as the paper's Fig. 6) and side-by-side mp4s with the driving audio. Generated panels are labelled
+with a caption strip outside the picture. Stored generated videos carry their GENERATED label in a band
+below the frame (harness.evaluate.label_frames): everything here works on the top HxW region only."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,19 +11,35 @@ import cv2
 import numpy as np
 
 from harness.faces.clip import clip_faces
+from harness.evaluate import LABEL_BAND
 from harness.faces.crop import crop_frames
-from harness.media import read_audio, read_video, write_video
+from harness.media import Video, read_audio, read_video, write_video
 from reports.load import RunData
+from reports.tables import is_reference
 
 REFERENCE_ROW = "ground_truth"
 MOUTH = slice(48, 68)
 
 
-def _label(img: np.ndarray, text: str) -> np.ndarray:
-    out = img.copy()
-    cv2.rectangle(out, (0, 0), (out.shape[1], 18), (0, 0, 0), -1)
-    cv2.putText(out, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+CAPTION_H = 18
+
+
+def _caption(img: np.ndarray, text: str) -> np.ndarray:
+    """img with a black caption strip added ABOVE it (never drawn over the picture, so never over a face)."""
+    strip = np.zeros((CAPTION_H, img.shape[1], 3), dtype=np.uint8)
+    cv2.putText(strip, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([strip, img], axis=0)
+
+
+def frame_region(frames: np.ndarray, height: int | None) -> np.ndarray:
+    """The top height x W picture of stored frames, without the label band a generated video has below it.
+    height=None (no unlabelled reference to read it from): drop the band when the bottom rows are one."""
+    if height is None:
+        h = frames.shape[1] - LABEL_BAND
+        tail = frames[:, h:]
+        looks_like_band = h > 0 and float(np.median(tail)) <= 16 and tail.max() > 128
+        height = h if looks_like_band else frames.shape[1]
+    return frames[:, :height]
 
 
 def _mouth_box(landmarks: np.ndarray, size: int) -> tuple[int, int, int, int]:
@@ -49,20 +67,32 @@ def _clip_videos(run: RunData, clip_id: str, setting: str, methods: list[str] | 
     return {m: found[m] for m in order}
 
 
+def _decoded(run: RunData, videos: dict[str, Path], fps: float | None) -> dict[str, Video]:
+    """Each method's video, frames cut to the picture (top HxW, H = an unlabelled reference video's height)."""
+    raw = {m: read_video(p, fps=fps) for m, p in videos.items()}
+    refs = [v.frames.shape[1] for m, v in raw.items() if is_reference(run, m)]
+    height = min(refs) if refs else None
+    return {m: v if is_reference(run, m) else replace(v, frames=frame_region(v.frames, height)) for m, v in raw.items()}
+
+
+def _title(run: RunData, m: str) -> str:
+    return m if is_reference(run, m) else f"{m} (generated)"
+
+
 def comparison_grid(run: RunData, clip_id: str, setting: str, out_path: Path, columns: int = 6,
                     methods: list[str] | None = None) -> Path | None:
     """Write a PNG grid for one clip; None when the run has no videos for it."""
     videos = _clip_videos(run, clip_id, setting, methods)
     if not videos:
         return None
-    ref_name = next(iter(videos))
-    ref = read_video(videos[ref_name], fps=None)
+    decoded = _decoded(run, videos, fps=None)
+    ref = decoded[next(iter(videos))]
     faces = clip_faces(ref)
     idx = _frame_indices(len(ref.frames), columns)
     mx1, my1, mx2, my2 = _mouth_box(faces.landmarks, faces.crop_track.size)
     rows = []
     for m in videos:
-        frames = ref.frames if m == ref_name else read_video(videos[m], fps=None).frames
+        frames = decoded[m].frames
         n = min(len(frames), len(faces.crop_track.boxes))
         crops = crop_frames(frames[:n], replace(faces.crop_track, boxes=faces.crop_track.boxes[:n]))
         tiles = []
@@ -71,9 +101,7 @@ def comparison_grid(run: RunData, clip_id: str, setting: str, out_path: Path, co
             mouth = cv2.resize(crop[my1:my2, mx1:mx2], (crop.shape[1], crop.shape[1] * (my2 - my1) // max(mx2 - mx1, 1)),
                                interpolation=cv2.INTER_CUBIC)
             tiles.append(np.concatenate([crop, mouth], axis=0))
-        label = m if m == REFERENCE_ROW else f"{m} (generated)"
-        row = np.concatenate(tiles, axis=1)
-        rows.append(_label(row, f"{label}  frames {idx}"))
+        rows.append(_caption(np.concatenate(tiles, axis=1), f"{_title(run, m)}  frames {idx}"))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     grid = np.concatenate(rows, axis=0)
@@ -84,19 +112,19 @@ def comparison_grid(run: RunData, clip_id: str, setting: str, out_path: Path, co
 
 def side_by_side(run: RunData, clip_id: str, setting: str, out_path: Path, height: int = 256,
                  methods: list[str] | None = None) -> Path | None:
-    """One mp4 with every method's full frame side by side (labelled) and the driving audio."""
+    """One mp4 with every method's full frame side by side (captioned above) and the driving audio."""
     videos = _clip_videos(run, clip_id, setting, methods)
     if not videos:
         return None
     order = list(videos)
-    decoded = {m: read_video(videos[m], fps=25.0).frames for m in order}
-    n = min(len(f) for f in decoded.values())
+    decoded = _decoded(run, videos, fps=25.0)
+    n = min(len(v.frames) for v in decoded.values())
     panels = []
     for m in order:
-        f = decoded[m][:n]
+        f = decoded[m].frames[:n]
         w = int(round(f.shape[2] * height / f.shape[1])) // 2 * 2
-        label = m if m == REFERENCE_ROW else f"{m} (generated)"
-        panels.append(np.stack([_label(cv2.resize(x, (w, height), interpolation=cv2.INTER_AREA), label) for x in f]))
+        title = _title(run, m)
+        panels.append(np.stack([_caption(cv2.resize(x, (w, height), interpolation=cv2.INTER_AREA), title) for x in f]))
     frames = np.concatenate(panels, axis=2)
     if frames.shape[2] % 2:
         frames = frames[:, :, :-1]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,32 +11,61 @@ from reports.export import to_csv, to_latex, to_markdown
 from reports.grids import comparison_grid, side_by_side
 from reports.load import RunData, load_run
 from reports.plots import metric_bars, speed_quality
-from reports.tables import paper_table
+from reports.tables import FLAGS, MIN_COVERAGE, fmt, paper_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _per_clip_tables(run: RunData) -> list[dict[str, Any]]:
-    """One wide table per setting: rows (clip, method), columns value names."""
+    """One wide table per setting: rows (clip, method), columns value names, then "frames <metric>" =
+    frames used / total where the clip records have it (a value over a subset of frames says so)."""
     out = []
     df = run.per_clip
     if df.empty:
         return out
+    coverage = run.coverage()
     for setting, part in df.groupby("setting", sort=False):
         wide = part.pivot_table(index=["clip_id", "method"], columns="value_name", values="value", aggfunc="first")
         wide = wide.reset_index()
         cols = list(wide.columns)
-        rows = [[_fmt(v) for v in rec] for rec in wide.itertuples(index=False)]
-        out.append({"setting": setting, "columns": cols, "rows": rows})
+        metrics = sorted({m for (_, s, _), cov in coverage.items() if s == setting for m in cov})
+        rows = []  # cells as (text, low coverage?)
+        for rec in wide.itertuples(index=False):
+            cov = coverage.get((rec[1], setting, rec[0]), {})
+            rows.append([(_fmt(v), False) for v in rec] + [_cov_cell(cov.get(m)) for m in metrics])
+        out.append({"setting": setting, "columns": cols + [f"frames {m}" for m in metrics], "rows": rows,
+                    "coverage": bool(metrics)})
     return out
+
+
+def _cov_cell(used_total: tuple[int, int] | None) -> tuple[str, bool]:
+    """("used/total", below MIN_COVERAGE?) for one metric's frames on one clip."""
+    if used_total is None:
+        return "—", False
+    used, total = used_total
+    return f"{used}/{total}", total > 0 and used / total < MIN_COVERAGE
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        return "inf" if math.isinf(v) else f"{v:.4f}"
+        return fmt(v, 4)
     return str(v)
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    """Template filter: a number that never prints "-0.000"; missing -> "—"."""
+    if v is None or isinstance(v, jinja2.Undefined):
+        return "—"
+    return fmt(float(v), digits)
+
+
+def _failed_clips(run: RunData) -> dict[str, Any]:
+    """The run's failures and, per setting, the clips left out of the common set (and which methods failed them)."""
+    excluded = [{"setting": s, "clip_id": cid, "methods": ", ".join(ms)}
+                for s, cs in (run.summary.get("clip_set") or {}).items()
+                for cid, ms in sorted((cs.get("excluded") or {}).items())]
+    common = {s: len(cs.get("common") or []) for s, cs in (run.summary.get("clip_set") or {}).items()}
+    return {"failures": run.summary.get("failures") or [], "excluded": excluded, "common": common}
 
 
 def _latency_rows(run: RunData) -> list[dict[str, Any]]:
@@ -92,12 +120,14 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, grid_clips: in
         sections.append({
             "run": run, "per_clip": _per_clip_tables(run), "latency": _latency_rows(run),
             "protocols": run.summary.get("protocols", {}), "unavailable": run.summary.get("unavailable", {}),
-            "failures": run.summary.get("failures", []),
+            "failed": _failed_clips(run),
         })
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env.filters["num"] = _num
     html = env.get_template("report.html.j2").render(
-        table=table, arrows=table.arrows(), sections=sections, figures=figures, grids=grids,
+        table=table, arrows=table.arrows(), groups=table.groups(), legend=table.legend(), flags=FLAGS,
+        sections=sections, figures=figures, grids=grids,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     path = out / "index.html"

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import BenchError
+from metrics.base import FRAMES_TOTAL, FRAMES_USED
 
 
 @dataclass
@@ -33,6 +34,22 @@ class RunData:
 
     def video(self, method: str, setting: str, clip_id: str) -> Path:
         return self.path / "videos" / method / setting / f"{clip_id}.mp4"
+
+    def coverage(self) -> dict[tuple[str, str, str], dict[str, tuple[int, int]]]:
+        """(method, setting, clip_id) -> {metric: (frames_used, frames_total)} from the clip records that have it."""
+        out: dict[tuple[str, str, str], dict[str, tuple[int, int]]] = {}
+        for p in sorted((self.path / "clips").glob("*/*/*.json")):
+            try:
+                rec = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(rec, dict):
+                continue
+            for metric, extra in (rec.get("extra") or {}).items():
+                if isinstance(extra, dict) and extra.get(FRAMES_USED) is not None and extra.get(FRAMES_TOTAL):
+                    key = (rec.get("method"), rec.get("setting"), rec.get("clip_id"))
+                    out.setdefault(key, {})[metric] = (int(extra[FRAMES_USED]), int(extra[FRAMES_TOTAL]))
+        return out
 
 
 def load_run(path: str | Path) -> RunData:

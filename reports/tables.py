@@ -1,35 +1,70 @@
 """The paper-style table (layout of RealTalk's Table 2) as a plain data model the exporters render.
 
-Rows: dataset (split) x method. Column groups: Reconstruction (LMD, M-LMD, F-LMD, FID, LPIPS, SSIM,
-Sync_conf), Cross Audio (FID, CSIM, Sync_conf), Runtime (ms). Each cell knows its mean, CI, direction
-and rank (1 = best -> bold, 2 = second -> underlined); an unavailable metric is "—" with a footnote.
+Rows: dataset (split) x method. Column groups: Reconstruction (LMD, M-LMD, F-LMD, FaceCov, FID, LPIPS, SSIM,
+Sync_conf + its offset, AV-corr + its offset), Cross Audio (FID, CSIM, Sync_conf + offset, AV-corr + offset),
+Runtime (ms); each group also shows n, the clips its means are over. A cell knows its mean, CI, direction,
+rank (1 best -> bold, 2 second -> underlined; only among two or more ranked, non-reference methods) and
+flags (worse than the static-frame floor, low coverage). An unavailable metric is "—" with a footnote.
+Informational values (higher_is_better None, e.g. AV offsets in frames) get no arrow and no rank.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 from reports.load import RunData
 
-# (group, header, setting, value_name); Sync_conf is SyncNet's LSE-C.
+# (group, header, setting, value_name); Sync_conf is SyncNet's LSE-C, *_off the AV offsets in frames.
 PAPER_COLUMNS: list[tuple[str, str, str, str]] = [
     ("Reconstruction", "LMD", "reconstruction", "LMD"),
     ("Reconstruction", "M-LMD", "reconstruction", "M-LMD"),
     ("Reconstruction", "F-LMD", "reconstruction", "F-LMD"),
+    ("Reconstruction", "FaceCov", "reconstruction", "FaceCov"),
     ("Reconstruction", "FID", "reconstruction", "FID"),
     ("Reconstruction", "LPIPS", "reconstruction", "LPIPS"),
     ("Reconstruction", "SSIM", "reconstruction", "SSIM"),
     ("Reconstruction", "Sync_conf", "reconstruction", "LSE-C"),
+    ("Reconstruction", "Sync_off", "reconstruction", "LSE-offset"),
+    ("Reconstruction", "AV-corr", "reconstruction", "AV-corr"),
+    ("Reconstruction", "AV_off", "reconstruction", "AV-offset"),
     ("Cross Audio", "FID", "cross_audio", "FID"),
     ("Cross Audio", "CSIM", "cross_audio", "CSIM"),
     ("Cross Audio", "Sync_conf", "cross_audio", "LSE-C"),
+    ("Cross Audio", "Sync_off", "cross_audio", "LSE-offset"),
+    ("Cross Audio", "AV-corr", "cross_audio", "AV-corr"),
+    ("Cross Audio", "AV_off", "cross_audio", "AV-offset"),
 ]
 RUNTIME_HEADER = "Runtime (ms)"
 REFERENCE_METHODS = {"ground_truth", "static_frame"}  # fallback when a run does not record method kinds
+FLOOR_METHOD = "static_frame"  # a still frame with the driving audio: what any lip-sync method must beat
+FLOOR_VALUES = {"LMD", "M-LMD", "AV-corr"}  # lip metrics checked against the floor
+COVERAGE_VALUE, MIN_COVERAGE = "FaceCov", 0.95
+INFORMATIONAL = {"LSE-offset", "AV-offset"}  # shown and compared, never ranked, no arrow
 # higher_is_better of each value, for headers of columns no method could compute
-KNOWN_DIRECTION = {"LMD": False, "M-LMD": False, "F-LMD": False, "FID": False, "LPIPS": False, "SSIM": True,
-                   "PSNR": True, "CSIM": True, "LSE-C": True, "LSE-D": False}  # shown, but not ranked (it is the target, not a competitor)
+KNOWN_DIRECTION: dict[str, bool | None] = {
+    "LMD": False, "M-LMD": False, "F-LMD": False, "FaceCov": True, "FID": False, "LPIPS": False, "SSIM": True,
+    "PSNR": True, "CSIM": True, "LSE-C": True, "LSE-D": False, "AV-corr": True, "LSE-offset": None,
+    "AV-offset": None}
+DIGITS = {"LSE-offset": 2, "AV-offset": 2}
+# flag key -> (marker, legend line)
+FLAGS = {
+    "floor": ("†", f"† worse than {FLOOR_METHOD} (a still frame with the driving audio) on this lip metric "
+                   f"({', '.join(sorted(FLOOR_VALUES))}): no lip-sync gain over doing nothing"),
+    "coverage": ("‡", f"‡ coverage below {MIN_COVERAGE:.0%}: the face was found (FaceCov) or the value was computed "
+                      "on fewer than 95% of the frames, so the mean is over a subset"),
+}
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """Fixed-point text that never prints a negative zero (-0.0001 -> '0.000')."""
+    if math.isnan(x):
+        return "—"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
 
 
 @dataclass
@@ -40,23 +75,30 @@ class Cell:
     higher_is_better: bool | None = None
     rank: int | None = None
     footnote: int | None = None  # index into Table.footnotes when unavailable
+    digits: int = 3
+    n_clips: int | None = None  # set only when it differs from the row's n for the setting
+    flags: list[str] = field(default_factory=list)  # keys of FLAGS
 
     @property
     def available(self) -> bool:
         return self.mean is not None and not (isinstance(self.mean, float) and math.isnan(self.mean))
 
-    def text(self, digits: int = 3) -> str:
+    def text(self, digits: int | None = None) -> str:
         if not self.available:
             return "—"
         assert self.mean is not None
-        return "inf" if math.isinf(self.mean) else f"{self.mean:.{digits}f}"
+        return fmt(float(self.mean), self.digits if digits is None else digits)
 
-    def ci_text(self, digits: int = 3) -> str:
+    def ci_text(self, digits: int | None = None) -> str:
         if not self.available or self.ci_low is None or self.ci_high is None:
             return ""
         if any(math.isinf(v) or math.isnan(v) for v in (self.ci_low, self.ci_high)):
             return ""
-        return f"[{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}]"
+        d = self.digits if digits is None else digits
+        return f"[{fmt(self.ci_low, d)}, {fmt(self.ci_high, d)}]"
+
+    def markers(self) -> str:
+        return "".join(FLAGS[f][0] for f in self.flags)
 
 
 @dataclass
@@ -65,6 +107,7 @@ class Row:
     method: str
     cells: list[Cell]
     runtime: Cell = field(default_factory=Cell)
+    n: dict[str, int | None] = field(default_factory=dict)  # setting -> clips the means are over
 
 
 @dataclass
@@ -74,13 +117,34 @@ class Table:
     footnotes: list[str]
 
     def arrows(self) -> list[str]:
-        """↑ / ↓ per column from the first row that knows the direction (else the metric's known one)."""
+        """↑ / ↓ per column from the first row that knows the direction (else the metric's known one);
+        informational columns get none."""
         out = []
         for j, col in enumerate(self.columns):
-            hib = next((r.cells[j].higher_is_better for r in self.rows if r.cells[j].higher_is_better is not None),
-                       KNOWN_DIRECTION.get(col[3]))
+            hib = None
+            if col[3] not in INFORMATIONAL:
+                hib = next((r.cells[j].higher_is_better for r in self.rows
+                            if r.cells[j].higher_is_better is not None), KNOWN_DIRECTION.get(col[3]))
             out.append("" if hib is None else ("↑" if hib else "↓"))
         return out
+
+    def groups(self) -> list[tuple[str, str, list[int]]]:
+        """(group, setting, column indices) of each contiguous column group; each gets an n column."""
+        out = []
+        for (g, s), items in groupby(enumerate(self.columns), key=lambda jc: (jc[1][0], jc[1][2])):
+            out.append((g, s, [j for j, _ in items]))
+        return out
+
+    def legend(self) -> list[str]:
+        """Lines explaining the flags used and the unranked columns (shown under every export)."""
+        used = {f for r in self.rows for c in r.cells + [r.runtime] for f in c.flags}
+        lines = [FLAGS[k][1] for k in FLAGS if k in used]
+        info = sorted({h for _, h, _, vn in self.columns if vn in INFORMATIONAL})
+        if info:
+            lines.append(f"{', '.join(info)}: audio-video offset in frames (informational: no arrow, not ranked)")
+        lines.append("n: clips each mean is over (the common set every method finished); (n=k) on a value "
+                     "that is over a different number of clips")
+        return lines
 
 
 def _runtime_ms(run: RunData, method: str) -> float | None:
@@ -106,70 +170,167 @@ def _runtime(run: RunData, method: str) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _is_reference(run: RunData, method: str) -> bool:
+def is_reference(run: RunData, method: str) -> bool:
     """Reference methods (ground truth, static frame) are shown but not ranked: they are not competitors."""
     kind = run.summary.get("methods", {}).get(method, {}).get("kind")
     return kind == "reference" if kind else method in REFERENCE_METHODS
 
 
+_is_reference = is_reference  # old name
+
+
 def _rank(rows: list[Row], get, run: RunData) -> None:
-    """Rank available cells of one column among competitor rows: 1 best, 2 second."""
-    cands = [(get(r), r) for r in rows if not _is_reference(run, r.method) and get(r).available]
-    if not cands:
+    """Rank available cells of one column among competitor rows (1 best, 2 second); a best among fewer
+    than two competitors means nothing, so then nothing is ranked."""
+    cands = [get(r) for r in rows if not is_reference(run, r.method) and get(r).available]
+    cands = [c for c in cands if c.higher_is_better is not None]
+    if len(cands) < 2:
         return
-    hib = cands[0][0].higher_is_better
-    values = sorted({c.mean for c, _ in cands}, reverse=bool(hib))
-    for c, _ in cands:
+    values = sorted({c.mean for c in cands}, reverse=bool(cands[0].higher_is_better))
+    for c in cands:
         c.rank = values.index(c.mean) + 1
+
+
+def _worse(a: Cell, b: Cell) -> bool:
+    """a strictly worse than b in a's direction."""
+    assert a.mean is not None and b.mean is not None
+    return a.mean < b.mean if a.higher_is_better else a.mean > b.mean
+
+
+def _flag_floor(block: list[Row], columns: list[tuple[str, str, str, str]], run: RunData) -> None:
+    floor = next((r for r in block if r.method == FLOOR_METHOD), None)
+    if floor is None:
+        return
+    for j, col in enumerate(columns):
+        ref = floor.cells[j]
+        if col[3] not in FLOOR_VALUES or not ref.available:
+            continue
+        for r in block:
+            c = r.cells[j]
+            if (not is_reference(run, r.method) and c.available and c.higher_is_better is not None
+                    and _worse(c, ref)):
+                c.flags.append("floor")
+
+
+def _low_coverage(v: dict[str, Any], value_name: str) -> bool:
+    used, total = v.get("frames_used"), v.get("frames_total")
+    if used is not None and total:
+        if used / total < MIN_COVERAGE:
+            return True
+    return value_name == COVERAGE_VALUE and v.get("mean") is not None and v["mean"] < MIN_COVERAGE
+
+
+def _common_n(run: RunData, setting: str) -> int | None:
+    common = run.summary.get("clip_set", {}).get(setting, {}).get("common")
+    return len(common) if common is not None else None
+
+
+def _row_n(run: RunData, setting: str, values: dict[str, Any]) -> int | None:
+    """Clips the row's means are over: the common set's size, else (older runs) the most clips any value used."""
+    n = _common_n(run, setting)
+    if n is not None:
+        return n
+    counts = [v.get("n_clips") for v in values.values() if isinstance(v, dict) and v.get("n_clips") is not None]
+    return max(counts) if counts else None
+
+
+def _block(run: RunData, columns: list[tuple[str, str, str, str]], notes: _Notes) -> list[Row]:
+    results = run.summary.get("results", {})
+    unavailable = run.summary.get("unavailable", {})
+    block: list[Row] = []
+    for method in run.methods():
+        settings = dict.fromkeys(c[2] for c in columns)
+        n = {s: _row_n(run, s, results.get(s, {}).get(method, {})) for s in settings}
+        cells = []
+        for _, _, setting, value_name in columns:
+            v = results.get(setting, {}).get(method, {}).get(value_name)
+            cell = Cell(digits=DIGITS.get(value_name, 3))
+            if v is not None and v.get("mean") is not None:
+                hib = None if value_name in INFORMATIONAL else v.get("higher_is_better")
+                cell = Cell(v["mean"], v.get("ci_low"), v.get("ci_high"), hib, digits=cell.digits)
+                if v.get("n_clips") is not None and v["n_clips"] != n[setting]:
+                    cell.n_clips = v["n_clips"]
+                if _low_coverage(v, value_name):
+                    cell.flags.append("coverage")
+            else:
+                cell.footnote = notes.add(_reason(unavailable, value_name, setting, method, results), value_name)
+            cells.append(cell)
+        _spread_face_coverage(cells, columns, results, method)
+        rt, source = _runtime(run, method)
+        rt_cell = Cell(rt, higher_is_better=False) if rt is not None else Cell()
+        if source:
+            rt_cell.footnote = notes.add(source)
+        block.append(Row(run.split, method, cells, rt_cell, n))
+    return block
+
+
+def _spread_face_coverage(cells: list[Cell], columns: list[tuple[str, str, str, str]], results: dict[str, Any],
+                          method: str) -> None:
+    """A low FaceCov also flags the values of the same metric (LMD...): they are over the found frames only."""
+    for j, (_, _, setting, vn) in enumerate(columns):
+        if vn != COVERAGE_VALUE or "coverage" not in cells[j].flags:
+            continue
+        by_value = results.get(setting, {}).get(method, {})
+        metric = by_value.get(COVERAGE_VALUE, {}).get("metric")
+        for k, (_, _, s2, vn2) in enumerate(columns):
+            same = s2 == setting and metric is not None and by_value.get(vn2, {}).get("metric") == metric
+            if same and cells[k].available and "coverage" not in cells[k].flags:
+                cells[k].flags.append("coverage")
+
+
+class _Notes:
+    """Footnotes keyed by their reason: one footnote lists every value with the same reason."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, list[str]] = {}
+
+    def add(self, reason: str, value_name: str | None = None) -> int:
+        names = self.reasons.setdefault(reason, [])
+        if value_name and value_name not in names:
+            names.append(value_name)
+        return list(self.reasons).index(reason) + 1
+
+    def texts(self) -> list[str]:
+        return [f"{', '.join(names)}: {r}" if names else r for r, names in self.reasons.items()]
+
+
+def _excluded_note(run: RunData, notes: _Notes) -> None:
+    for setting, cs in (run.summary.get("clip_set") or {}).items():
+        excluded = cs.get("excluded") or {}
+        if excluded:
+            notes.add(f"{run.split} {setting}: n = {len(cs.get('common', []))} common clips; "
+                             f"{len(excluded)} excluded (failed for some method): {', '.join(sorted(excluded))}")
 
 
 def paper_table(runs: list[RunData], columns: list[tuple[str, str, str, str]] | None = None) -> Table:
     """Build the table from one or more runs (each run contributes its split as a dataset block)."""
     columns = columns or PAPER_COLUMNS
-    footnotes: list[str] = []
+    notes = _Notes()
     rows: list[Row] = []
     for run in runs:
-        results = run.summary.get("results", {})
-        unavailable = run.summary.get("unavailable", {})
-        block: list[Row] = []
-        for method in run.methods():
-            cells = []
-            for _, _, setting, value_name in columns:
-                v = results.get(setting, {}).get(method, {}).get(value_name)
-                cell = Cell()
-                if v is not None and v.get("mean") is not None:
-                    cell = Cell(v["mean"], v.get("ci_low"), v.get("ci_high"), v.get("higher_is_better"))
-                else:
-                    reason = _reason(unavailable, value_name, setting, method, results)
-                    if reason not in footnotes:
-                        footnotes.append(reason)
-                    cell.footnote = footnotes.index(reason) + 1
-                cells.append(cell)
-            rt, source = _runtime(run, method)
-            rt_cell = Cell(rt, higher_is_better=False) if rt is not None else Cell()
-            if source:
-                if source not in footnotes:
-                    footnotes.append(source)
-                rt_cell.footnote = footnotes.index(source) + 1
-            block.append(Row(run.split, method, cells, rt_cell))
+        block = _block(run, columns, notes)
         for j in range(len(columns)):
             _rank(block, lambda r, j=j: r.cells[j], run)
         _rank(block, lambda r: r.runtime, run)
+        _flag_floor(block, columns, run)
+        _excluded_note(run, notes)
         rows += block
-    return Table(columns, rows, footnotes)
+    return Table(columns, rows, notes.texts())
 
 
-_VALUE_TO_METRIC = {"LMD": "lmd", "M-LMD": "lmd", "F-LMD": "lmd", "FID": "fid", "LPIPS": "lpips", "SSIM": "ssim",
-                    "PSNR": "psnr", "CSIM": "csim", "LSE-C": "syncnet", "LSE-D": "syncnet"}
+_VALUE_TO_METRIC = {"LMD": "lmd", "M-LMD": "lmd", "F-LMD": "lmd", "FaceCov": "lmd", "FID": "fid", "LPIPS": "lpips",
+                    "SSIM": "ssim", "PSNR": "psnr", "CSIM": "csim", "LSE-C": "syncnet", "LSE-D": "syncnet",
+                    "LSE-offset": "syncnet", "AV-corr": "av_sync", "AV-offset": "av_sync"}
 
 
 def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: str, results: dict[str, Any]) -> str:
+    """Why a value is missing, without the value's name (the footnote lists the names sharing a reason)."""
     metric = _VALUE_TO_METRIC.get(value_name, value_name.lower())
     for name, why in unavailable.items():
         if name == metric or name.startswith(metric):
-            return f"{value_name}: {why}"
+            return why
     if setting not in results:
-        return f"{value_name}: setting {setting} was not run"
+        return f"setting {setting} was not run"
     if method not in results.get(setting, {}):
-        return f"{value_name}: {method} was not run in {setting}"
-    return f"{value_name}: not in this run's {setting} results (not requested, or failed: see the run's failures)"
+        return f"{method} was not run in {setting}"
+    return f"not in this run's {setting} results (not requested, or failed: see the run's failures)"

@@ -1,40 +1,47 @@
-"""`compare` on two synthetic run stores: deltas, directions, paired CIs, tolerances, protocol refusal, exit codes."""
+"""`compare` as a regression gate, on synthetic run stores written through the real RunStore + finalize:
+deltas, directions, paired CIs, tolerances, and one test per exit code path (0 pass, 1 regression,
+2 input error, 3 not comparable: each case separately, and each --allow-* flag turning its 3 into 0)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import math
+import shutil
 
 import numpy as np
 import pytest
 
+import test_runner_support as sup
 from harness.cli import main
 from harness.compare import Tolerance, compare_runs, paired_bootstrap_ci
-from harness.store import RunStore
 
-PROTO = {"lmd": {"metric": "lmd", "backend": "dlib", "weights_sha256": "abc", "crop": "gt", "resolution": 256,
-                 "fps": 25.0, "settings": {}},
-         "ssim": {"metric": "ssim", "backend": "skimage", "weights_sha256": None, "crop": "gt", "resolution": 256,
-                  "fps": 25.0, "settings": {"win": 7}}}
+BASE = {"m": {"c0": 2.0, "c1": 3.0, "c2": 2.5, "c3": 2.8}, "ref": {"c0": 1.0, "c1": 1.0, "c2": 1.0, "c3": 1.0}}
 
 
-def make_run(path: Path, lmd: list[float], ssim: list[float], protocols=PROTO) -> Path:
-    store = RunStore(path)
-    clips = [f"c{i}" for i in range(len(lmd))]
-    rows = []
-    for c, a, b in zip(clips, lmd, ssim):
-        rows.append({"method": "m", "setting": "reconstruction", "clip_id": c, "metric": "lmd", "value_name": "LMD",
-                     "value": a, "protocol": "p1"})
-        rows.append({"method": "m", "setting": "reconstruction", "clip_id": c, "metric": "ssim", "value_name": "SSIM",
-                     "value": b, "protocol": "p2"})
-    store.write_per_clip(rows)
+@pytest.fixture(autouse=True)
+def _env_once(monkeypatch):
+    """finalize records the machine environment (git, versions: seconds); computed once for the module."""
+    import harness.environment as env
 
-    def entry(vals, metric, hib):
-        return {"mean": float(np.mean(vals)), "ci_low": None, "ci_high": None, "n_clips": len(vals),
-                "higher_is_better": hib, "metric": metric}
+    if not hasattr(_env_once, "cached"):
+        _env_once.cached = env.environment()
+    monkeypatch.setattr(env, "environment", lambda: dict(_env_once.cached))
 
-    store.write_summary({"run_id": path.name, "protocols": protocols, "results": {"reconstruction": {"m": {
-        "LMD": entry(lmd, "lmd", False), "SSIM": entry(ssim, "ssim", True)}}}})
-    return path
+
+def run(tmp_path, name, values=BASE, **kw):
+    sup.write_synthetic_run(tmp_path / name, json.loads(json.dumps(values)), **kw)
+    return str(tmp_path / name)
+
+
+def shifted(delta_m: float, clip: str | None = None) -> dict:
+    v = json.loads(json.dumps(BASE))
+    for c in v["m"]:
+        if clip is None or c == clip:
+            v["m"][c] += delta_m
+    return v
+
+
+def cli(a, b, *extra) -> int:
+    return main(["compare", a, b, *extra])
 
 
 def test_paired_bootstrap_seeded():
@@ -44,45 +51,157 @@ def test_paired_bootstrap_seeded():
     assert 0 < lo <= np.mean(b - a) <= hi
 
 
-def test_compare_directions_and_gate(tmp_path):
-    a = make_run(tmp_path / "A", lmd=[2.0, 3.0, 2.5, 2.8], ssim=[0.80, 0.82, 0.79, 0.81])
-    b = make_run(tmp_path / "B", lmd=[2.2, 3.1, 2.6, 3.0], ssim=[0.85, 0.86, 0.84, 0.85])
-    cmp = compare_runs(a, b)
-    rows = {r.value_name: r for r in cmp.rows}
-    assert rows["LMD"].direction == "worse" and rows["LMD"].delta == pytest.approx(0.15)
-    assert rows["SSIM"].direction == "better"
-    assert rows["LMD"].ci_low is not None and rows["LMD"].ci_low <= 0.15 <= rows["LMD"].ci_high
-    assert rows["LMD"].n_common == 4
-    assert cmp.failed and rows["LMD"].fails and not rows["SSIM"].fails
-    assert main(["compare", str(a), str(b)]) == 1
-    # tolerances: absolute and percent
-    tol = tmp_path / "tol.yaml"
-    tol.write_text("LMD: 0.2\n")
-    assert main(["compare", str(a), str(b), "--tolerances", str(tol)]) == 0
-    tol.write_text("LMD: '5%'\n")  # 5% of 2.575 = 0.129 < 0.15
-    assert main(["compare", str(a), str(b), "--tolerances", str(tol)]) == 1
-    tol.write_text("reconstruction/LMD: '10%'\n")
-    assert main(["compare", str(a), str(b), "--tolerances", str(tol)]) == 0
-    # same run: all same, exit 0, JSON written
+def test_clean_pass_exit_0(tmp_path, capsys):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B")
     out = tmp_path / "cmp.json"
-    assert main(["compare", str(a), str(a), "--json", str(out)]) == 0
+    assert cli(a, b, "--json", str(out)) == 0
     d = json.loads(out.read_text())
-    assert {r["direction"] for r in d["rows"]} == {"same"} and d["failed"] is False
+    assert d["exit_code"] == 0 and d["issues"] == [] and {r["direction"] for r in d["rows"]} == {"same"}
+    assert {(r["method"], r["value_name"]) for r in d["rows"]} == {(m, v) for m in ("m", "ref")
+                                                                    for v in ("ERR", "OFFSET", "POOL")}
+    assert "PASS (exit 0)" in capsys.readouterr().out
+
+
+def test_regression_exit_1_and_tolerances(tmp_path, capsys):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=shifted(0.15))
+    cmp = compare_runs(a, b)
+    rows = {(r.method, r.value_name): r for r in cmp.rows}
+    err = rows[("m", "ERR")]
+    assert err.direction == "worse" and err.delta == pytest.approx(0.15, abs=1e-12) and err.fails
+    assert err.n_common == 4 and err.ci_low == pytest.approx(0.15, abs=1e-12) == err.ci_high  # same shift on every clip
+    assert rows[("m", "POOL")].direction == "worse" and rows[("ref", "ERR")].direction == "same"
+    assert cmp.exit_code == 1 and not cmp.issues
+    assert cli(a, b) == 1
+    assert "regression: reconstruction/m/ERR" in capsys.readouterr().out
+    tol = tmp_path / "tol.yaml"
+    tol.write_text("ERR: 0.2\nPOOL: 0.2\n")
+    assert cli(a, b, "--tolerances", str(tol)) == 0
+    tol.write_text("ERR: '5%'\nPOOL: 1\n")  # 5% of mean 2.575 = 0.129 < 0.15
+    assert cli(a, b, "--tolerances", str(tol)) == 1
+    tol.write_text("reconstruction/ERR: '10%'\nPOOL: 1\n")
+    assert cli(a, b, "--tolerances", str(tol)) == 0
+    better = run(tmp_path, "C", values=shifted(-0.15))
+    assert cli(a, better) == 0
     assert Tolerance.parse("5%").allowed(2.0) == pytest.approx(0.1)
 
 
-def test_compare_refuses_different_protocols(tmp_path, capsys):
-    a = make_run(tmp_path / "A", lmd=[2.0, 3.0], ssim=[0.8, 0.8])
-    proto_b = json.loads(json.dumps(PROTO))
-    proto_b["lmd"]["backend"] = "fan"
-    b = make_run(tmp_path / "B", lmd=[9.0, 9.0], ssim=[0.8, 0.8], protocols=proto_b)
+def test_informational_value_never_worse(tmp_path):
+    a = run(tmp_path, "A")
+    b = run(tmp_path, "B", offsets={"m": {c: 3.0 for c in BASE["m"]}})  # offset 1 -> 3 frames
     cmp = compare_runs(a, b)
-    assert [r.value_name for r in cmp.rows] == ["SSIM"]
-    assert len(cmp.refused) == 1 and "backend" in cmp.refused[0] and "fan" in cmp.refused[0]
-    assert main(["compare", str(a), str(b)]) == 0  # the worse LMD is not comparable, so not a failure
-    assert main(["compare", str(a), str(b), "--strict-protocols"]) == 2
-    assert "protocols differ" in capsys.readouterr().out
+    row = next(r for r in cmp.rows if r.method == "m" and r.value_name == "OFFSET")
+    assert row.higher_is_better is None and row.direction == "changed" and row.delta == 2.0 and not row.fails
+    assert cli(a, b) == 0  # no tolerance given for it: shown, never a regression
+    tol = tmp_path / "tol.yaml"
+    tol.write_text("OFFSET: 1\n")
+    assert cli(a, b, "--tolerances", str(tol)) == 1
+    tol.write_text("OFFSET: 2\n")
+    assert cli(a, b, "--tolerances", str(tol)) == 0
+    assert cli(a, b, "--default-tolerance", "0") == 0  # the default does not apply to informational values
 
 
-def test_compare_not_a_run(tmp_path):
-    assert main(["compare", str(tmp_path), str(tmp_path)]) == 1
+def _issues(a, b, **kw) -> list[tuple[str, bool]]:
+    return [(i.kind, i.allowed) for i in compare_runs(a, b, **kw).issues]
+
+
+def test_missing_metric_exit_3_allow_missing_0(tmp_path):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", metrics=("t_err", "t_pool"))
+    assert _issues(a, b) == [("missing", False)]
+    assert cli(a, b) == 3
+    assert cli(a, b, "--allow-missing") == 0
+
+
+def test_missing_method_exit_3_allow_missing_0(tmp_path):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values={"m": BASE["m"]})
+    assert _issues(a, b) == [("missing", False)]
+    assert cli(a, b) == 3
+    assert cli(a, b, "--allow-missing") == 0
+    assert cli(a, b, "--methods", "m") == 0  # the method left out of the comparison is not missing
+
+
+def test_missing_per_clip_value_exit_3(tmp_path):
+    v = json.loads(json.dumps(BASE))
+    v["m"]["c1"] = math.nan
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=v)
+    kinds = _issues(a, b)
+    assert kinds and set(kinds) == {("missing", False)}
+    assert cli(a, b) == 3
+    assert cli(a, b, "--allow-missing") == 0  # allowed; B's means leave c1 out: 2.433 < 2.575 (better)
+
+
+def test_protocol_mismatch_exit_3_allow_protocol_change_0(tmp_path, capsys):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=shifted(5.0), variant="v2")  # worse, other protocol
+    cmp = compare_runs(a, b)
+    assert [(i.kind, i.allowed) for i in cmp.issues] == [("protocol", False)]
+    assert "variant" in cmp.issues[0].text and "'v2'" in cmp.issues[0].text
+    assert all(r.metric != "t_err" for r in cmp.rows)  # never compared across protocols
+    assert cli(a, b) == 3
+    assert cli(a, b, "--strict-protocols") == 3  # deprecated no-op
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE (exit 3)" in out and "not comparable (protocol): metric t_err" in out
+    assert cli(a, b, "--allow-protocol-change", "--tolerances", str(_tol(tmp_path, "POOL: 10\n"))) == 0
+
+
+def _tol(tmp_path, text: str):
+    p = tmp_path / "tol.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_different_clip_set_exit_3(tmp_path):
+    extra = json.loads(json.dumps(BASE))
+    for m in extra:
+        extra[m]["c4"] = 2.0
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=extra)
+    kinds = {k for k, _ in _issues(a, b)}
+    assert {"config", "clip_set"} <= kinds
+    assert cli(a, b) == 3
+    assert cli(a, b, "--allow-failures", "--allow-missing") == 3  # a different selection is not explained by failures
+
+
+def test_different_max_frames_exit_3(tmp_path):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", max_frames=40)
+    assert _issues(a, b) == [("config", False)]
+    assert cli(a, b) == 3
+
+
+def _failing(clip: str = "c2") -> dict:
+    v = json.loads(json.dumps(BASE))
+    v["ref"][clip] = sup.FAIL
+    return v
+
+
+def test_failed_clips_in_a_exit_3(tmp_path):
+    a, b = run(tmp_path, "A", values=_failing()), run(tmp_path, "B")
+    kinds = _issues(a, b)
+    assert ("failures", False) in kinds and ("clip_set", False) in kinds
+    assert cli(a, b) == 3
+
+
+def test_failed_clips_in_b_exit_3_allow_failures_0(tmp_path):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=_failing())
+    assert cli(a, b) == 3
+    cmp = compare_runs(a, b, allow_failures=True)
+    assert {(i.kind, i.allowed) for i in cmp.issues} == {("clip_set", True), ("failures", True), ("missing", False)}
+    err = next(r for r in cmp.rows if r.method == "m" and r.value_name == "ERR")
+    # compared on the 3 clips both runs finished, not on A's 4 vs B's 3
+    assert err.a == pytest.approx(np.mean([2.0, 3.0, 2.8]), abs=1e-12) and err.n_common == 3 and err.direction == "same"
+    pool = next(r for r in cmp.rows if r.method == "m" and r.value_name == "POOL")
+    assert pool.direction == "n/a" and not pool.fails  # split-level over different clip sets: not compared
+    assert cli(a, b, "--allow-failures") == 3  # ... so it is a missing value
+    assert cli(a, b, "--allow-failures", "--allow-missing") == 0
+    same = run(tmp_path, "C", values=_failing())  # both runs failed the same clip: same clip set
+    assert cli(same, b) == 3 and cli(same, b, "--allow-failures") == 0
+
+
+def test_input_errors_exit_2(tmp_path):
+    a = run(tmp_path, "A")
+    assert cli(str(tmp_path / "nope"), a) == 2
+    assert cli(str(tmp_path), a) == 2  # a folder without summary.json
+    broken = tmp_path / "broken"
+    shutil.copytree(a, broken)
+    (broken / "summary.json").write_text("{not json")
+    assert cli(a, str(broken)) == 2
+    assert cli(a, a, "--tolerances", str(_tol(tmp_path, "ERR: lots\n"))) == 2
+    assert cli(a, a, "--tolerances", str(tmp_path / "missing.yaml")) == 2
+    assert cli(a, a, "--default-tolerance", "x%") == 2

@@ -42,6 +42,7 @@ def test_identical_and_within_clip(data_root: Path, dlib_csim) -> None:
     assert r.per_frame["CSIM"][0] > 0.999
     assert r.values["CSIM"] > 0.97
     assert r.extra["frames_no_face_detected"] == 0 and r.extra["identity_face_detected"]
+    assert (r.extra["frames_used"], r.extra["frames_total"]) == (N, N) and np.isfinite(r.per_frame["CSIM"]).all()
     # identity unset -> first ground-truth frame (the documented default)
     r2 = dlib_csim.compute_clip(ClipInput("obama1", generated=gt[:3], ground_truth=gt))
     np.testing.assert_allclose(r2.per_frame["CSIM"], r.per_frame["CSIM"][:3], atol=1e-9)
@@ -74,11 +75,47 @@ def test_batch_size_independent(data_root: Path) -> None:
     np.testing.assert_allclose(a.per_frame["CSIM"], b.per_frame["CSIM"], atol=1e-6)
 
 
-def test_no_face_falls_back_to_whole_crop(dlib_csim) -> None:
+def test_no_face_frames_get_no_value(data_root: Path, dlib_csim) -> None:
+    """Blank, noise and heavily blurred frames: no value (NaN, counted) or, when HOG still finds the blurred
+    face, a similarity below every real frame of the same clip. Before: the whole crop was embedded and
+    grey / noise scored 0.86 / 0.80, the same range as a different person."""
+    import cv2
+
+    gt = _frames(data_root, "Obama_clip1")
+    grey = np.full_like(gt[0], 128)
+    noise = np.random.default_rng(0).integers(0, 256, size=gt[0].shape, dtype=np.uint8)
+    blur = cv2.GaussianBlur(gt[10], (0, 0), 8)
+    gen = np.stack([gt[10], grey, noise, blur, gt[20]])
+    r = dlib_csim.compute_clip(ClipInput("obama1", generated=gen, identity=gt[0]))
+    per = r.per_frame["CSIM"]
+    same = dlib_csim.compute_clip(ClipInput("obama1", generated=gt, identity=gt[0])).per_frame["CSIM"]
+    print(f"CSIM(dlib) real {per[0]:.4f}, grey {per[1]}, noise {per[2]}, blur(sigma 8) {per[3]:.4f}; "
+          f"same-clip min {same.min():.4f}")
+    assert np.isnan(per[1]) and np.isnan(per[2])
+    assert np.isnan(per[3]) or per[3] < same.min()
+    assert per[0] == pytest.approx(same[10], abs=1e-6) and per[4] == pytest.approx(same[20], abs=1e-6)
+    finite = np.isfinite(per)
+    assert r.values["CSIM"] == pytest.approx(float(per[finite].astype(np.float64).mean()), rel=1e-6)
+    assert r.extra["frames_total"] == 5 and r.extra["frames_used"] == int(finite.sum())
+    assert r.extra["frames_no_face_detected"] == 5 - int(finite.sum())
+    assert {1, 2} <= set(r.extra["no_face_frames"]) and 0 not in r.extra["no_face_frames"]
+
+
+def test_no_face_reference_or_clip_is_an_error(data_root: Path, dlib_csim) -> None:
+    from harness.errors import MediaError, NoFaceError
+
+    gt = _frames(data_root, "Obama_clip1", n=2)
     flat = np.full((2, 256, 256, 3), 128, np.uint8)
-    r = dlib_csim.compute_clip(ClipInput("flat", generated=flat, identity=flat[0]))
-    assert r.extra["frames_no_face_detected"] == 2 and not r.extra["identity_face_detected"]
-    assert np.isfinite(r.values["CSIM"])
+    with pytest.raises(MediaError, match="identity reference"):
+        dlib_csim.compute_clip(ClipInput("flat_ref", generated=gt, identity=flat[0]))
+    with pytest.raises(NoFaceError, match="no face detected in any of the 2 generated frames"):
+        dlib_csim.compute_clip(ClipInput("flat_gen", generated=flat, identity=gt[0]))
+
+
+def test_config_resolves_backend() -> None:
+    m = get_metric("csim")
+    assert m.config() == {"backend": m.backend} and m.backend in ("dlib", "arcface")
+    assert get_metric("csim", **m.config()).protocol() == m.protocol()
 
 
 def test_protocol_pins_backend_and_weights(dlib_csim) -> None:

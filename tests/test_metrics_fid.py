@@ -161,3 +161,27 @@ def test_identical_frames_are_computed_once(frames, monkeypatch):
     again = inception_features(frames[:3], "fid-helper")
     assert sum(calls) == 3  # frame 0 was already known
     assert np.array_equal(again[0], out[0])
+
+
+def test_negative_distance_reported_as_zero(gt_features, monkeypatch):
+    """Float rounding can make a set against itself slightly negative (-7e-05 seen); FID reports 0.0."""
+    import metrics.fid as fid
+
+    metric = FID(backend="fid-helper")
+    st = {"generated": gt_features[:20], "ground_truth": gt_features[:20]}
+    raw = fid_from_features(gt_features[:20].astype(np.float64), gt_features[:20].astype(np.float64))
+    assert metric.aggregate([st])["FID"] == max(0.0, raw)
+    monkeypatch.setattr(fid, "fid_from_features", lambda a, b: -7e-05)
+    assert metric.aggregate([st])["FID"] == 0.0
+    monkeypatch.setattr(fid, "fid_from_features", lambda a, b: 3.25)
+    assert metric.aggregate([st])["FID"] == 3.25
+    assert "negative values from float rounding reported as 0" in metric.protocol().settings["negative"]
+
+
+def test_config_resolves_backend():
+    m = FID()
+    assert m.config() == {"backend": m.backend} and m.backend in ("pytorch-fid", "fid-helper")
+    assert FID(backend="auto").backend == m.backend
+    assert FID(**m.config()).protocol() == m.protocol()
+    with pytest.raises(ValueError, match="fid backend"):
+        FID(backend="tf")

@@ -31,12 +31,32 @@ def test_batch_size_independent(pair):
     assert np.abs(r[0] - r[1]).max() < 1e-12 and np.abs(r[1] - r[2]).max() < 1e-12
 
 
-def test_identical_is_one_and_inf(pair):
+def test_identical_is_one_and_psnr_capped(pair):
     _, gt = pair
     clip = ClipInput("c", generated=gt, ground_truth=gt)
     assert SSIM(backend="torch").compute_clip(clip).values["SSIM"] == pytest.approx(1.0, abs=1e-12)
     assert SSIM(backend="skimage").compute_clip(clip).values["SSIM"] == pytest.approx(1.0, abs=1e-12)
-    assert PSNR().compute_clip(clip).values["PSNR"] == float("inf")
+    r = PSNR().compute_clip(clip)
+    assert r.values["PSNR"] == 100.0 and (r.per_frame["PSNR"] == 100.0).all()
+    assert r.extra == {"frames_used": len(gt), "frames_total": len(gt), "identical_frames": len(gt)}
+
+
+def test_psnr_cap_only_touches_identical_frames(pair):
+    gen, gt = pair
+    mixed = gen.copy()
+    mixed[0] = gt[0]
+    per = PSNR().compute_clip(ClipInput("c", generated=mixed, ground_truth=gt)).per_frame["PSNR"]
+    assert per[0] == 100.0 and (per[1:] < 100.0).all()
+    np.testing.assert_array_equal(per[1:], psnr_frames(gen[1:], gt[1:]))
+
+
+def test_config_resolves_backend_and_frames_counted(pair):
+    gen, gt = pair
+    m = SSIM(device="cpu")
+    assert m.config() == {"backend": "skimage"}
+    assert SSIM(device="cuda").config() == {"backend": "torch"}
+    r = SSIM(**m.config()).compute_clip(ClipInput("c", generated=gen[:3], ground_truth=gt[:3]))
+    assert r.extra == {"frames_used": 3, "frames_total": 3}
 
 
 def test_psnr_value():

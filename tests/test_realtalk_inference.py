@@ -3,12 +3,15 @@ resolution, only the face region changes, the method registry runs it. The check
 initialised small model saved in the exact combined format and loaded through the real loading code."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from _numerics import rounding_bound
 from realtalk.config import small
 
 
@@ -42,22 +45,49 @@ def setup(data_root, tmp_path_factory):
     return pipe, video, audio, path
 
 
-def test_streaming_and_batched_paths_agree(setup):
-    pipe, video, audio, _ = setup
-    n = 24
-    src = pipe.prepare(video.frames, 25.0, video.path)
-    tokens = pipe.audio_tokens(audio, n)
+def _both_paths(pipe, src, tokens, n: int) -> tuple[list[int], list[int], torch.Tensor, torch.Tensor]:
     streamed = list(pipe.stream_crops(src, tokens, n))
     batched = list(pipe.batched_crops(src, tokens, n, batch_size=8))
     s_idx = [s for s, _, _ in streamed]
     b_idx = [s for idx, _, _ in batched for s in idx]
+    return s_idx, b_idx, torch.stack([x for _, x, _ in streamed]), torch.cat([x for _, x, _ in batched])
+
+
+def _in_float64(pipe, src, tokens):
+    """The same networks and source in float64 (the masks stay binary, from the face model in fp32)."""
+    from realtalk.inference import RealTalkPipeline
+
+    p64 = RealTalkPipeline(copy.deepcopy(pipe.a2e).double(), copy.deepcopy(pipe.renderer).double(), pipe.cfg,
+                           pipe.fm, pipe.featurizer)
+    crops = src.crops.double()
+    src64 = dataclasses.replace(src, crops=crops, alpha=src.alpha.double(), beta=src.beta.double(),
+                                rho=src.rho.double(), ref_feats=p64.renderer.encode_reference(crops[:1]))
+    return p64, src64, tokens.double()
+
+
+def test_streaming_and_batched_paths_agree(setup):
+    """Same arithmetic, different batch sizes: the CPU's kernels (oneDNN/MKL, per ISA and thread count)
+    round batch 1 and batch 8 differently, so equality is asserted at each dtype's rounding level."""
+    pipe, video, audio, _ = setup
+    n = 24
+    src = pipe.prepare(video.frames, 25.0, video.path)
+    tokens = pipe.audio_tokens(audio, n)
+    s_idx, b_idx, s_img, b_img = _both_paths(pipe, src, tokens, n)
     assert s_idx == b_idx and s_idx[19:23] == [19, 18, 17, 16]  # ping-pong past the source's end
-    s_img = torch.stack([x for _, x, _ in streamed])
-    b_img = torch.cat([x for _, x, _ in batched])
     assert s_img.shape == (n, 3, 256, 256)
-    assert torch.allclose(s_img, b_img, atol=1e-5, rtol=0)
+    tol32 = rounding_bound(pipe.renderer, torch.float32)  # 2.8e-4 (small config); a wrong history/mask/frame is >= 1e-2
+    d32 = float((s_img - b_img).abs().max())
+    # float64: two windows (the second uses predicted history) and a partial last batch
+    p64, src64, tok64 = _in_float64(pipe, src, tokens)
+    s64_idx, _, s64, b64 = _both_paths(p64, src64, tok64, 18)
+    tol64 = rounding_bound(pipe.renderer, torch.float64)  # 5.2e-13
+    d64 = float((s64 - b64).abs().max())
+    print(f"stream vs batch: fp32 {d32:.3g} (tol {tol32:.3g}), fp64 {d64:.3g} (tol {tol64:.3g})")
+    assert s64.dtype == torch.float64 and s64_idx == s_idx[:18]
+    assert d64 <= tol64
+    assert d32 <= tol32
     # the expression actually drives the output: window 2 differs from window 1's frames
-    assert not torch.allclose(b_img[0], b_img[16])
+    assert float((b_img[0] - b_img[16]).abs().max()) > 100 * tol32
 
 
 def test_generate_full_frames(setup, tmp_path):

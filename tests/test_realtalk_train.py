@@ -44,7 +44,7 @@ def test_a2e_steps_reduce_loss_on_real_batch(real):
         opt.step()
         losses.append(parts["loss"])
     print("a2e fixed-batch losses", [round(x, 4) for x in losses])
-    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.8 * losses[0]  # measured -45%; fp32 noise is ~1e-6 relative
 
 
 @pytest.mark.parametrize("output", ["ref_residual", "sigmoid"])
@@ -77,9 +77,16 @@ def test_renderer_steps_reduce_loss_on_real_batch(real, output):
         opt.step()
         losses.append(parts)
     print(f"renderer ({output}) fixed-batch losses", [round(p["loss"], 4) for p in losses],
-          "l1", [round(p["l1"], 4) for p in losses])
-    assert losses[-1]["loss"] < losses[0]["loss"]
-    assert losses[-1]["l1"] < losses[0]["l1"]
+          "l1", [round(p["l1"], 5) for p in losses], "teeth", [round(p["teeth"], 4) for p in losses])
+    # Adam's sign-like first steps make the path CPU-dependent (fp32 vs fp64 differ by 1e-4 at step 4), so
+    # the claim is a clear decrease of the mean of the last 3 steps, not a strict one at the 1e-6 level.
+    late = {k: float(np.mean([p[k] for p in losses[-3:]])) for k in ("loss", "l1", "teeth")}
+    assert late["loss"] < 0.85 * losses[0]["loss"]  # measured -24..-43% over 6 CPU-kernel configurations
+    # the teeth term (mean L1 over 0.4% of the pixels) dominates the gradient; the whole-crop L1 falls
+    # clearly only for the sigmoid head: the residual head starts at the reference, whose L1 it trades
+    # against the teeth term within +-1% over 10 steps (measured), so only the teeth term is asserted there
+    term = "l1" if output == "sigmoid" else "teeth"
+    assert late[term] < 0.85 * losses[0][term]
 
 
 def test_train_loops_checkpoint_resume_and_export(real, tmp_path):

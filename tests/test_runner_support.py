@@ -151,3 +151,114 @@ def small_split(tmp_dir: Any, data_root: Any, n_frames: int = 20) -> str:
 
 if __name__.startswith("tests."):  # imported as a --plugin (subprocess / Ray worker): register for real
     register_standins()
+
+
+# ---------------------------------------------------------------------------------------------------
+# synthetic run stores written through the real RunStore + finalize (for compare / finalize tests)
+# ---------------------------------------------------------------------------------------------------
+FAIL = "fail"  # a per-clip value of FAIL writes a failed record
+
+
+class SynthErr(Metric):
+    """Per-clip, lower is better; records coverage extras like the real per-frame metrics."""
+
+    name = "t_err"
+    outputs = ("ERR",)
+    higher_is_better = {"ERR": False}
+    needs = frozenset({"generated", "ground_truth"})
+    variant = "v1"
+
+    def __init__(self, batch_size: int = 32, device: str = "cpu", variant: str = "v1") -> None:
+        super().__init__(batch_size, device)
+        self.variant = variant
+
+    def protocol(self) -> Protocol:
+        return Protocol("t_err", "numpy", None, "gt-crop-track", 256, 25.0, {"variant": self.variant})
+
+    def config(self) -> dict[str, Any]:
+        return {"variant": self.variant}
+
+
+class SynthOffset(Metric):
+    """Per-clip informational value (higher_is_better None), like an AV offset."""
+
+    name = "t_offset"
+    outputs = ("OFFSET",)
+    higher_is_better = {"OFFSET": None}
+    needs = frozenset({"generated", "audio"})
+
+    def protocol(self) -> Protocol:
+        return Protocol("t_offset", "numpy", None, "gt-crop-track", 256, 25.0)
+
+
+class SynthPool(Metric):
+    """Split-level: the mean of the pooled per-clip states 'x' (FID-like: depends on which clips are pooled)."""
+
+    name = "t_pool"
+    outputs = ("POOL",)
+    higher_is_better = {"POOL": False}
+    needs = frozenset({"generated", "ground_truth"})
+    split_level = True
+
+    def protocol(self) -> Protocol:
+        return Protocol("t_pool", "numpy", None, "gt-crop-track", 256, 25.0)
+
+    def aggregate(self, states: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        return {"POOL": float(np.mean([float(s["x"]) for s in states]))}
+
+
+class _Stub:
+    """What finalize needs of a method: its name and describe()."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "in-process", "fingerprint": f"{self.name}-1"}
+
+
+def write_synthetic_run(path: Any, values: dict[str, dict[str, Any]], offsets: dict[str, dict[str, float]] | None = None,
+                        variant: str = "v1", max_frames: int | None = 20, metrics: tuple[str, ...] = ("t_err", "t_offset", "t_pool"),
+                        frames: int = 20) -> dict[str, Any]:
+    """A finished run folder: values[method][clip_id] = ERR (also t_pool's state x; NaN = value missing,
+    FAIL = failed clip). offsets[method][clip_id] = OFFSET (default 1.0). Returns the summary."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from harness.runner import RunConfig, finalize
+    from harness.store import RunStore, flatten_states
+
+    all_metrics = {"t_err": SynthErr(variant=variant), "t_offset": SynthOffset(), "t_pool": SynthPool()}
+    mets = {n: all_metrics[n] for n in metrics}
+    fps = {n: m.protocol().fingerprint() for n, m in mets.items()}
+    store = RunStore(path)
+    clip_ids = sorted({c for by_clip in values.values() for c in by_clip})
+    for method, by_clip in values.items():
+        for cid, v in by_clip.items():
+            rec: dict[str, Any] = {"method": method, "setting": "reconstruction", "clip_id": cid, "status": "ok",
+                                   "error": None, "method_fingerprint": f"{method}-1", "values": {}, "extra": {},
+                                   "protocols": {}, "metric_errors": {}, "timings": {"total_s": 0.1}, "n_frames": frames}
+            if v == FAIL:
+                rec.update(status="failed", error="RuntimeError: synthetic failure")
+                store.write_record(rec)
+                continue
+            states = None
+            if "t_err" in mets:
+                rec["values"]["t_err"] = {"ERR": float(v)}
+                rec["extra"]["t_err"] = {"frames_used": frames - 2, "frames_total": frames}
+                rec["protocols"]["t_err"] = fps["t_err"]
+            if "t_offset" in mets:
+                rec["values"]["t_offset"] = {"OFFSET": float((offsets or {}).get(method, {}).get(cid, 1.0))}
+                rec["protocols"]["t_offset"] = fps["t_offset"]
+            if "t_pool" in mets and np.isfinite(float(v)):
+                states = flatten_states({"t_pool": {"x": np.array(float(v))}})
+                rec["protocols"]["t_pool"] = fps["t_pool"]
+            store.write_record(rec, states)
+    cfg = RunConfig(split="synthetic", out=str(path), methods=list(values), settings=["reconstruction"],
+                    metrics=list(metrics), max_frames=max_frames,
+                    metric_args={"t_err": {"variant": variant}} if "t_err" in mets else {})
+    summary = finalize(store, cfg, SimpleNamespace(path=Path("synthetic.yaml")),
+                       [SimpleNamespace(clip_id=c) for c in clip_ids], {m: _Stub(m) for m in values},
+                       mets, {}, {})
+    store.write_summary(summary)
+    return summary

@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: a pool of worker processes on CPU (the 2-core budget), local on a GPU")
     p.add_argument("--workers", type=int, default=None, help="processes executor: workers (default: all cores, at most 8)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when clips failed")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -113,4 +114,6 @@ def run(args: argparse.Namespace) -> int:
     if report:
         console.print(f"report: {report}", highlight=False)
     console.print(f"demo finished in {time.time() - t0:.0f} s", highlight=False)
-    return 0
+    from harness.commands.run import failure_exit
+
+    return failure_exit(summary, args.allow_failures, console)

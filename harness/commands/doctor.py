@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
         for key, w in weights.REGISTRY.items():
             try:
-                state, path, _ = weights.check(key)
+                state, path = weights.state_label(key), weights.check(key)[1]
             except Exception as exc:  # noqa: BLE001 - unreadable file etc.
                 state, path = f"error: {exc}", w.path() if callable(getattr(w, "path", None)) else None
             color = "green" if state == "found" else ("red" if "checksum" in state else "yellow")

@@ -16,6 +16,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--metric-arg", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                   help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable)")
     p.add_argument("--benchmark", action="store_true", help="print frames/s per metric on the real test clips")
     p.set_defaults(func=run)
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.gen or not args.gt:
         raise BenchError("--gen and --gt are required (or --benchmark)")
     from harness.media import read_audio
-    from metrics.compute import aligned_crops, compute_pair, load_video_or_dir
+    from metrics.compute import aligned_pair, compute_pair, load_video_or_dir
 
     gt = load_video_or_dir(args.gt, args.fps, args.max_frames)
     gen = load_video_or_dir(args.gen, args.fps, args.max_frames)
@@ -46,9 +48,16 @@ def run(args: argparse.Namespace) -> int:
         audio = read_audio(args.audio)
     elif getattr(gt.info, "has_audio", False):
         audio = read_audio(args.gt)
-    gen_crops, gt_crops = aligned_crops(gen, gt)
+    pair = aligned_pair(gen, gt)
     names = [n.strip() for n in args.metrics.split(",")] if args.metrics else None
-    res = compute_pair(gen_crops, gt_crops, audio, names, args.batch_size, args.device)
+    from harness.runner import parse_method_args
+
+    margs = parse_method_args(getattr(args, "metric_arg", None), "--metric-arg", "METRIC")
+    stray = sorted(set(margs) - set(names)) if names else []
+    if stray:
+        raise BenchError(f"--metric-arg for {', '.join(stray)}: not among --metrics")
+    res = compute_pair(pair.gen_crops, pair.gt_crops, audio, names, args.batch_size, args.device, metric_args=margs,
+                       gen_full=pair.gen_full, face_boxes=pair.face_boxes)
 
     console = Console()
     table = Table(title=f"{args.gen} vs {args.gt} ({res.n_frames} frames, ground truth's crop track)")
@@ -61,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         proto = res.protocols[name]
         for vname, v in vals.items():
             hib = reg[name].higher_is_better.get(vname, True)
-            table.add_row(vname, _fmt(v), "higher" if hib else "lower", proto.backend,
+            table.add_row(vname, _fmt(v), "-" if hib is None else ("higher" if hib else "lower"), proto.backend,
                           (proto.weights_sha256 or "-")[:12], proto.fingerprint())
     console.print(table)
     for name, extra in res.extra.items():

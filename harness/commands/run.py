@@ -31,12 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="metric device: cpu | cuda | auto")
     p.add_argument("--method-arg", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="constructor argument for a method, e.g. realtalk.checkpoint=PATH (repeatable)")
+    p.add_argument("--metric-arg", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                   help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable; part of the run identity)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="extra module to import (registers methods/metrics outside the package)")
     p.add_argument("--no-videos", action="store_true", help="do not write generated videos")
     p.add_argument("--retry-failed", action="store_true", help="redo clips whose record says failed")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when clips failed (default: exit 1; the finished work is written either way)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -47,7 +51,8 @@ def config_from_args(args: argparse.Namespace):
     return RunConfig(
         split=args.split, out=args.out, methods=args.methods, root=args.root, settings=args.settings,
         metrics="all" if args.metrics == "all" else _csv(args.metrics), clips=args.clips, role=args.role,
-        max_frames=args.max_frames, method_args=parse_method_args(args.method_arg), executor=args.executor,
+        max_frames=args.max_frames, method_args=parse_method_args(args.method_arg),
+        metric_args=parse_method_args(args.metric_arg, "--metric-arg", "METRIC"), executor=args.executor,
         workers=args.workers, address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
         device=args.device, seed=args.seed,
         n_boot=args.n_boot, plugins=args.plugin, write_videos=not args.no_videos, retry_failed=args.retry_failed,
@@ -64,4 +69,16 @@ def run(args: argparse.Namespace) -> int:
     render_summary(summary, console)
     console.print(f"run store: {args.out} (summary.json, per_clip.csv, clips/, videos/)  wall {summary['wall_s']:.1f} s",
                   highlight=False)
-    return 0
+    return failure_exit(summary, args.allow_failures, console)
+
+
+def failure_exit(summary: dict, allow_failures: bool, console) -> int:
+    """1 when clips failed (a run with holes must not pass a CI step silently), unless allowed."""
+    n = len(summary.get("failures") or [])
+    if not n:
+        return 0
+    if allow_failures:
+        console.print(f"{n} failure(s) allowed (--allow-failures)", highlight=False)
+        return 0
+    console.print(f"[red]exit 1[/red]: {n} failure(s) (pass --allow-failures to exit 0)", highlight=False)
+    return 1

@@ -8,7 +8,8 @@ from typing import Any
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("weights", help="model files: status, fetch, import, verify")
     sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
-    sub.add_parser("status", help="table of every model file: state, path, sha256, size, license, URL")
+    sub.add_parser("status", help="table of every model file: state, pin (sha256 or unpinned), path, sha256, size, "
+                                  "license, URL")
     f = sub.add_parser("fetch", help="download from the official URL (connected machines only)")
     f.add_argument("key", nargs="?", help="one weights key (default: every missing fetchable file)")
     i = sub.add_parser("import", help="copy known files (matched by file name) from a folder to their places")
@@ -28,8 +29,9 @@ def status_rows() -> list[dict[str, str]]:
         if path is not None and path.exists():
             size = str(sum(q.stat().st_size for q in path.rglob("*") if q.is_file()) if path.is_dir() else path.stat().st_size)
         rows.append({"key": key, "purpose": w.purpose, "file": w.filename, "state": state,
+                     "pin": "pinned" if weights.pinned(key) else "unpinned",
                      "path": str(path) if path else "-", "sha256": digest or "-", "size": size or "-",
-                     "license": w.license, "url": w.url or "-"})
+                     "license": w.license, "url": w.url or "-", "sha256_source": w.sha256_source or "-"})
     return rows
 
 
@@ -44,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     action = args.weights_command or "status"
     if action == "status":
         table = Table(title="model files (harness/weights.py)")
-        for col in ("key", "purpose", "file", "state", "path", "sha256", "size", "license", "url"):
+        for col in ("key", "purpose", "file", "state", "pin", "path", "sha256", "size", "license", "url", "sha256 source"):
             table.add_column(col, overflow="fold")
         colour = {"found": "green", "missing": "yellow", "bad checksum": "red", "unverified": "red",
                   "package missing": "yellow"}
         for r in status_rows():
-            r = dict(r, state=f"[{colour.get(r['state'], 'white')}]{r['state']}[/]")
+            r = dict(r, state=f"[{colour.get(r['state'], 'white')}]{r['state']}[/]",
+                     pin=r["pin"] if r["pin"] == "pinned" else f"[yellow]{r['pin']}[/]")
             table.add_row(*r.values())
         console.print(table)
         return 0
