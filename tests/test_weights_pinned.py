@@ -104,3 +104,19 @@ def test_wrong_content_at_a_pinned_place_is_rejected(tmp_path: Path, monkeypatch
     assert weights.check("s3fd")[0] == "bad checksum"
     with pytest.raises(WeightsMissingError, match="619a31681264d3f7"):
         weights.require("s3fd")
+
+
+def test_run_start_warns_for_each_metric_on_an_unpinned_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's start-of-run warning follows the metric's own protocol: the bundled dlib landmark file
+    unpinned -> LMD and AV-sync warn and their protocols say so; pinned (as shipped) -> no warning."""
+    from harness.runner import unpinned_warnings
+    from metrics.base import get_metric
+
+    metrics = {n: get_metric(n) for n in ("lmd", "av_sync", "psnr")}
+    assert unpinned_warnings(metrics) == []
+    w = weights.REGISTRY["dlib_landmarks68"]
+    monkeypatch.setitem(weights.REGISTRY, "dlib_landmarks68", dataclasses.replace(w, sha256=None,
+                                                                                 sha256_source="unpinned: test"))
+    lines = unpinned_warnings(metrics)
+    assert [ln.split()[2] for ln in lines] == ["lmd", "av_sync"]
+    assert metrics["lmd"].protocol().settings["weights_state"] == "found (unpinned)"
