@@ -183,7 +183,8 @@ class Evaluator:
             os.environ.setdefault(k, v)
         for mod in spec.plugins:
             importlib.import_module(mod)
-        methods = {n: get_method(n, **kw) for n, kw in spec.methods.items()}
+        methods = {n: get_method(kw.get("_method", n), **{k: v for k, v in kw.items() if k != "_method"})
+                   for n, kw in spec.methods.items()}  # "_method": registry name when the key is a folder:NAME
         metrics = {n: get_metric(n, batch_size=spec.batch_size, device=spec.device, **kw)
                    for n, kw in spec.metrics.items()}
         return cls(methods, metrics, spec.clips, spec.root, spec.fps, spec.sample_rate, io_=io_,
@@ -246,7 +247,9 @@ class Evaluator:
         """Generated frames for the task, from the cache when this exact model already made them."""
         entry = self.clips[task.clip_id]
         video, n = gt["video"], gt["n_frames"]
-        cacheable = method.kind != "reference" and self.cache.enabled
+        # reference and precomputed methods are not cached: their frames are a cheap decode, and a precomputed
+        # method's per-clip notes (length / alignment, Method.last_notes) come from generate() itself
+        cacheable = method.kind not in ("reference", "precomputed") and self.cache.enabled
         key = None
         if cacheable:
             key = make_key("generated", GENERATED_VERSION, inputs=[video.path, gt["audio_path"]], method=method.name,
@@ -296,8 +299,11 @@ class Evaluator:
             n = gt["n_frames"]
             rec["n_frames"], rec["drive"] = n, gt["drive"]
             t0 = time.perf_counter()
+            method.last_notes = {}
             frames, from_cache = self.generated(method, task, gt)
             rec["timings"]["generate_s"] = time.perf_counter() - t0
+            if method.last_notes:
+                rec["method_notes"] = dict(method.last_notes)
             rec["generated_from_cache"] = from_cache
             t0 = time.perf_counter()
             from metrics.syncnet_crop import track_face_boxes

@@ -42,7 +42,10 @@ class Method(ABC):
     """A registered talking-face method."""
 
     name: ClassVar[str]
-    kind: ClassVar[str] = "in-process"  # "in-process" | "subprocess" | "reference"
+    kind: ClassVar[str] = "in-process"  # "in-process" | "subprocess" | "reference" | "precomputed"
+    # Per-clip facts about the last generate() (length/resolution adjustments, alignment residuals...):
+    # the evaluator stores them as the record's "method_notes". Assign a new dict per clip, never mutate this one.
+    last_notes: dict[str, Any] = {}
 
     @abstractmethod
     def fingerprint(self) -> str:
@@ -76,6 +79,7 @@ METHOD_MODULES: list[str] = [
     "baselines.reference",
     "baselines.wav2lip.method",
     "baselines.subprocess_adapter",
+    "baselines.precomputed",
 ]
 
 
@@ -95,7 +99,7 @@ def load_all() -> dict[str, Callable[..., Method]]:
     return REGISTRY
 
 
-def get_method(name: str, **kwargs: Any) -> Method:
+def get_method(name: str, /, **kwargs: Any) -> Method:  # positional-only: a method may take name=
     load_all()
     if name not in REGISTRY:
         raise KeyError(f"unknown method {name!r}; known: {sorted(REGISTRY)}")

@@ -124,13 +124,41 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
+FOLDER_PREFIX = "folder:"
+
+
+def method_entry(item: str, method_args: dict[str, dict[str, Any]] | None = None) -> tuple[str, str, dict[str, Any]]:
+    """A --methods item -> (key used in the store and results, registry name, constructor kwargs).
+    'folder:NAME=DIR' is the precomputed method reading DIR, keyed NAME (--method-arg NAME.KEY=... adds kwargs)."""
+    if item.startswith(FOLDER_PREFIX):
+        body = item[len(FOLDER_PREFIX):]
+        name, _, folder = body.partition("=")
+        if not name or not folder:
+            raise BenchError(f"--methods {item!r}: expected folder:NAME=DIR")
+        if not Path(folder).expanduser().is_dir():
+            raise BenchError(f"--methods {item!r}: folder {folder} does not exist")
+        return name, "precomputed", {"dir": folder, "name": name, **(method_args or {}).get(name, {})}
+    return item, item, dict((method_args or {}).get(item, {}))
+
+
+def method_specs(cfg: RunConfig, keys: Any = None) -> dict[str, dict[str, Any]]:
+    """key -> constructor kwargs for EvalSpec ('_method' names the registry entry when it is not the key)."""
+    out = {}
+    for item in cfg.methods:
+        key, reg, kw = method_entry(item, cfg.method_args)
+        if keys is None or key in keys:
+            out[key] = kw if reg == key else {"_method": reg, **kw}
+    return out
+
+
 def build_methods(cfg: RunConfig) -> tuple[dict[str, Method], dict[str, str]]:
     from harness.methods import get_method
 
     methods, unavailable = {}, {}
-    for name in cfg.methods:
+    for item in cfg.methods:
+        name, reg, kwargs = method_entry(item, cfg.method_args)
         try:
-            m = get_method(name, **cfg.method_args.get(name, {}))
+            m = get_method(reg, **kwargs)
             ok, why = m.availability()
         except KeyError as exc:
             raise BenchError(str(exc.args[0])) from None
@@ -236,7 +264,7 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
                     n_skipped += 1
                 else:
                     tasks.append(ClipTask(mname, s, c.clip_id))
-    spec = EvalSpec(methods={n: cfg.method_args.get(n, {}) for n in methods}, metrics=metric_configs(metrics, cfg),
+    spec = EvalSpec(methods=method_specs(cfg, methods), metrics=metric_configs(metrics, cfg),
                     clips=all_clips, root=str(cfg.root) if cfg.root else "", fps=25.0, sample_rate=16000,
                     device=device, batch_size=cfg.batch_size, write_videos=cfg.write_videos, plugins=list(cfg.plugins),
                     env={k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)})

@@ -154,7 +154,10 @@ def _runtime_ms(run: RunData, method: str) -> float | None:
 def _runtime(run: RunData, method: str) -> tuple[float | None, str | None]:
     """(ms per frame, source). Preferred: the run's latency results, the sum of the method's stages' p50 at
     the timed batch (the paper's Runtime column). Else the wall time of the method's generate() per frame
-    in this run (the whole method, face tracking included), reconstruction setting first."""
+    in this run (the whole method, face tracking included), reconstruction setting first. A precomputed
+    (folder) method was not run here: no Runtime ("—"), never ranked on it."""
+    if run.summary.get("methods", {}).get(method, {}).get("kind") == "precomputed":
+        return None, "Runtime: not measured for precomputed outputs (read from a folder, not run here)"
     lat = run.summary.get("latency", {}).get(method)
     if lat:
         stages = [s for name, s in lat.items() if name != "all"]
