@@ -123,26 +123,16 @@ class Precomputed(Method):
         raise MediaError(f"output for clip {clip_id} missing (also tried {', '.join(VIDEO_EXTS[1:])}, a PNG folder)",
                          base.with_name(clip_id + ".mp4"))
 
-    def _read(self, path: Path, fps: float, n: int) -> np.ndarray:
-        if path.is_dir():  # one PNG per output frame, already at the run's fps
-            import cv2
-
-            files = sorted(path.glob("*.png"))[: n + 1]
-            frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files]
-            if any(f is None for f in frames):
-                raise MediaError("unreadable PNG frame", files[[f is None for f in frames].index(True)])
-            return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
-        from harness.media import read_video
-
-        return read_video(path, fps=fps, max_frames=n + 1).frames  # n+1: enough to tell "longer"
-
     # generation -------------------------------------------------------------------------------------
     def generate(self, inp: MethodInput) -> np.ndarray:
         import cv2
 
         path = self.locate(inp.setting, inp.clip_id)
         n = int(inp.n_frames)
-        frames, notes = _fit_length(np.asarray(self._read(path, inp.fps, n)), n, path)
+        from harness.media import read_video_or_frames
+
+        # n + 1 frames: enough to tell "longer"; a PNG folder holds one frame per output frame at the run's fps
+        frames, notes = _fit_length(read_video_or_frames(path, inp.fps, max_frames=n + 1).frames, n, path)
         notes["file"] = str(path)
         src = np.asarray(inp.source_frames)
         sh, sw = src.shape[1:3]

@@ -95,10 +95,8 @@ def load_tolerances(path: str | os.PathLike | None) -> dict[str, Tolerance]:
 
 def tolerance_for(tols: dict[str, Tolerance], method: str, setting: str, value_name: str,
                   default: Tolerance) -> Tolerance:
-    for key in (f"{method}/{setting}/{value_name}", f"{setting}/{value_name}", value_name):
-        if key in tols:
-            return tols[key]
-    return default
+    explicit = explicit_tolerance(tols, method, setting, value_name)
+    return default if explicit is None else explicit
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,10 +165,6 @@ class Comparison:
         if self.not_comparable:
             return EXIT_NOT_COMPARABLE
         return EXIT_REGRESSION if self.failed else EXIT_OK
-
-    @property
-    def refused(self) -> list[str]:
-        return [i.text for i in self.issues if i.kind == "protocol"]
 
     def verdict(self) -> str:
         bad = sum(r.fails for r in self.rows)

@@ -306,7 +306,7 @@ class Evaluator:
                 rec["method_notes"] = dict(method.last_notes)
             rec["generated_from_cache"] = from_cache
             t0 = time.perf_counter()
-            from metrics.syncnet_crop import track_face_boxes
+            from harness.faces.clip import tracked_face_boxes
 
             faces = gt["faces"]
             track = _slice_track(faces.crop_track, n)
@@ -315,7 +315,7 @@ class Evaluator:
             clip = ClipInput(clip_id=task.clip_id, generated=gen_crops, ground_truth=np.asarray(faces.crops)[:n],
                              audio=gt["audio"], identity=np.asarray(faces.crops)[0], fps=self.fps,
                              sample_rate=self.sample_rate, generated_full=np.asarray(frames)[:n],
-                             face_boxes=track_face_boxes(faces, n))  # SyncNet's own crops (metrics/syncnet_crop.py)
+                             face_boxes=tracked_face_boxes(faces, n))  # SyncNet's own crops (metrics/syncnet_crop.py)
             states: dict[str, dict[str, np.ndarray]] = {}
             rec["timings"]["metrics"] = {}
             for name, metric in self.metrics.items():

@@ -251,6 +251,37 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
     return Video(path=p, frames=arr, fps=info.avg_fps, timestamps=t, source_timestamps=t.copy(), info=info)
 
 
+IMAGE_EXT = (".png", ".jpg", ".jpeg")
+
+
+def read_video_or_frames(path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None) -> Video:
+    """A Video from a video file (read_video), or from a folder of frames (sorted png/jpg, one per output
+    frame, taken as `fps`): what other repositories write as their outputs."""
+    p = Path(path)
+    if not p.is_dir():
+        return read_video(p, fps=fps, max_frames=max_frames)
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
+    if not files:
+        raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", p)
+    frames = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise MediaError(f"unreadable frame image ({exc})", f) from None
+    if len({fr.shape for fr in frames}) > 1:
+        raise MediaError("frame images of different sizes in the folder", p)
+    arr = np.stack(frames)
+    t = np.arange(len(arr)) / fps
+    h, w = arr.shape[1:3]
+    info = VideoInfo(path=p, width=w, height=h, duration=len(arr) / fps, avg_fps=fps, n_frames=len(arr),
+                     codec="frames", has_audio=False, variable_frame_rate=False)
+    return Video(path=p, frames=arr, fps=fps, timestamps=t, source_timestamps=t, info=info)
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000, start_s: float = 0.0,
                duration_s: float | None = None) -> np.ndarray:
     """float32 mono in [-1, 1] at `sample_rate` from a wav/mp3/m4a/flac or a video's audio track.

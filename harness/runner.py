@@ -23,7 +23,7 @@ from harness.errors import BenchError, ManifestError
 from harness.evaluate import ClipIO, ClipTask, EvalSpec, Evaluator, metric_applies
 from harness.methods import SETTINGS, Method
 from harness.store import RunStore, flatten_states
-from metrics.base import FRAMES_TOTAL, FRAMES_USED, Metric
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, Metric, Protocol
 
 GENERATED_NOTE = ("Videos in this folder come from research test material and show real people who did not "
                   "license it. Videos of talking-face methods are GENERATED (labelled in a black band added below the frame); "
@@ -252,8 +252,9 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
     if cfg.write_videos:
         atomic_write_text(store.root / "videos" / "LABEL.txt", GENERATED_NOTE)
 
-    protocols = {n: m.protocol().fingerprint() for n, m in metrics.items()}
-    for line in unpinned_warnings(metrics):
+    stated = {n: m.protocol() for n, m in metrics.items()}
+    protocols = {n: p.fingerprint() for n, p in stated.items()}
+    for line in unpinned_warnings(stated):
         _say(console, line)
     tasks: list[ClipTask] = []
     n_skipped = 0
@@ -301,12 +302,12 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
     return summary
 
 
-def unpinned_warnings(metrics: dict[str, Metric]) -> list[str]:
+def unpinned_warnings(protocols: dict[str, Protocol]) -> list[str]:
     """One warning per metric whose protocol records a model file without a pinned sha256: its values
     cannot be tied to a published file, so the run says so at start (and the protocol keeps the mark)."""
     out = []
-    for name, m in metrics.items():
-        state = str(m.protocol().settings.get("weights_state", ""))
+    for name, p in protocols.items():
+        state = str(p.settings.get("weights_state", ""))
         if "unpinned" in state or state == "unverified":
             out.append(f"WARNING: metric {name} uses a model file that is {state}: its values are marked so in "
                        f"the protocol (realtalk-bench weights status)")
@@ -440,8 +441,8 @@ def _is_missing(v: Any) -> bool:
 
 
 def _mean_ci(vals: list[float], cfg: RunConfig) -> tuple[float | None, float | None, float | None]:
-    """Mean over the clips, with a bootstrap CI when every value is finite (an inf, e.g. PSNR of identical
-    frames, makes the mean inf and leaves no interval)."""
+    """Mean over the clips, with a bootstrap CI when every value is finite (an inf value makes the mean
+    inf and leaves no interval)."""
     if not vals:
         return None, None, None
     mean = float(np.mean(vals))

@@ -145,32 +145,11 @@ def pinned(key: str) -> bool:
 
 def state_label(key: str) -> str:
     """check()'s state, with ' (unpinned)' appended for a present file the table has no digest for:
-    what protocols record as weights_state, so values made with an unpinned file say so."""
+    what protocols record as weights_state, so values made with an unpinned file say so (and the runner
+    warns at start: harness.runner.unpinned_warnings)."""
     state = check(key)[0]
     present = state in ("found", "unverified", "bad checksum")
     return f"{state} (unpinned)" if present and not pinned(key) else state
-
-
-def protocol_state(key: str) -> dict[str, str]:
-    """{'weights_state': state_label(key)}: splice into Protocol.settings of a metric that uses `key`."""
-    return {"weights_state": state_label(key)}
-
-
-def unpinned_in_use(keys: list[str] | None = None) -> list[str]:
-    """Keys (of `keys`, default every entry) whose file is present here but has no pinned sha256.
-    The runner calls it once at run start and prints unpinned_warning(key) for each."""
-    out = []
-    for key in keys if keys is not None else list(REGISTRY):
-        if key in REGISTRY and not pinned(key) and check(key)[0] in ("found", "unverified"):
-            out.append(key)
-    return out
-
-
-def unpinned_warning(key: str) -> str:
-    """One line for a run's start: which unpinned file is in use and why it is not pinned."""
-    w = REGISTRY[key]
-    return (f"WARNING: model file {w.filename} ({key}) at {w.path()} is unpinned (no published sha256: "
-            f"{w.sha256_source or 'no source recorded'}); its values are marked 'unpinned' in protocols")
 
 
 def unverified_allowed() -> bool:

@@ -15,9 +15,6 @@ import numpy as np
 from harness.errors import MediaError
 from metrics.base import ClipInput, Protocol, load_all
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg")
-
-
 @dataclass
 class PairResult:
     values: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> value name -> value
@@ -26,26 +23,6 @@ class PairResult:
     unavailable: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     n_frames: int = 0
-
-
-def load_video_or_dir(path: str | Path, fps: float = 25.0, max_frames: int | None = None) -> Any:
-    """A harness.media.Video from a video file, or from a folder of frames (sorted png/jpg, taken as `fps`)."""
-    from harness.media import Video, VideoInfo, read_video
-
-    p = Path(path)
-    if not p.is_dir():
-        return read_video(p, fps=fps, max_frames=max_frames)
-    from PIL import Image
-
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
-    if not files:
-        raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", p)
-    frames = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
-    t = np.arange(len(frames)) / fps
-    h, w = frames.shape[1:3]
-    info = VideoInfo(path=p, width=w, height=h, duration=len(frames) / fps, avg_fps=fps, n_frames=len(frames),
-                     codec="frames", has_audio=False, variable_frame_rate=False)
-    return Video(path=p, frames=frames, fps=fps, timestamps=t, source_timestamps=t, info=info)
 
 
 @dataclass
@@ -69,7 +46,7 @@ def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
     """aligned_crops plus the generated full frames and the ground truth's face-track boxes (same n frames)."""
     from harness.faces.clip import clip_faces
     from harness.faces.crop import crop_frames
-    from metrics.syncnet_crop import track_face_boxes
+    from harness.faces.clip import tracked_face_boxes
 
     n = min(len(gen.frames), len(gt.frames))
     if n == 0:
@@ -80,7 +57,7 @@ def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
     faces = clip_faces(gt, cache=not Path(gt.path).is_dir())
     ct = faces.crop_track
     gen_crops = crop_frames(gen.frames[:n], ct) if len(ct.boxes) == n else crop_frames(gen.frames[:n], _cut(ct, n))
-    return AlignedPair(gen_crops, faces.crops[:n], gen.frames[:n], track_face_boxes(faces, n))
+    return AlignedPair(gen_crops, faces.crops[:n], gen.frames[:n], tracked_face_boxes(faces, n))
 
 
 def _cut(ct: Any, n: int) -> Any:

@@ -65,15 +65,3 @@ def syncnet_crops(frames: np.ndarray, face_boxes: np.ndarray, cs: float = CROP_S
         raise MediaError(f"SyncNet crop: {len(frames)} frames but {len(face_boxes)} face boxes")
     s, x, y = smoothed_centres(face_boxes, kernel)
     return np.stack([crop_one(frames[t], s[t], x[t], y[t], cs) for t in range(len(frames))])
-
-
-def track_face_boxes(faces: object, n: int) -> np.ndarray | None:
-    """The ground truth's face-track boxes [n,4] (full-frame px) for ClipInput.face_boxes: the tracked boxes
-    before the track's own 5-frame median (raw_boxes) when kept, since crop_video applies its own 13-frame
-    median; else the smoothed boxes; None when `faces` carries no track (stand-ins)."""
-    track = getattr(faces, "track", None)
-    if track is None:
-        return None
-    raw = getattr(track, "raw_boxes", None)
-    boxes = np.asarray(raw if raw is not None else track.boxes, dtype=np.float64)
-    return boxes[:n, :4]

@@ -148,7 +148,7 @@ class SyncNetLSE(Metric):
                   f"crop_scale {CROP_SCALE}, pad {PAD_VALUE}, full-resolution generated frames -> 224x224 "
                   "cv2 INTER_LINEAR, no codec round trip; BGR 0..255"),
             resolution=SIZE, fps=FPS,
-            settings={**weights.protocol_state("syncnet_v2"), "vshift": VSHIFT, "video_window": WIN_FRAMES,
+            settings={"weights_state": weights.state_label("syncnet_v2"), "vshift": VSHIFT, "video_window": WIN_FRAMES,
                       "mfcc_window": WIN_MFCC,
                       "mfcc": "python_speech_features.mfcc(round(x*32768), 16000) defaults: 13 cep, 25/10 ms",
                       "windows": "min(T, floor(n/640)) - 5", "LSE-D": "min_k mean_v d(v,k)",

@@ -41,12 +41,12 @@ REFERENCE_METHODS = {"ground_truth", "static_frame"}  # fallback when a run does
 FLOOR_METHOD = "static_frame"  # a still frame with the driving audio: what any lip-sync method must beat
 FLOOR_VALUES = {"LMD", "M-LMD", "AV-corr"}  # lip metrics checked against the floor
 COVERAGE_VALUE, MIN_COVERAGE = "FaceCov", 0.95
-INFORMATIONAL = {"LSE-offset", "AV-offset"}  # shown and compared, never ranked, no arrow
 # higher_is_better of each value, for headers of columns no method could compute
 KNOWN_DIRECTION: dict[str, bool | None] = {
     "LMD": False, "M-LMD": False, "F-LMD": False, "FaceCov": True, "FID": False, "LPIPS": False, "SSIM": True,
     "PSNR": True, "CSIM": True, "LSE-C": True, "LSE-D": False, "AV-corr": True, "LSE-offset": None,
     "AV-offset": None}
+INFORMATIONAL = {k for k, v in KNOWN_DIRECTION.items() if v is None}  # shown and compared, never ranked, no arrow
 DIGITS = {"LSE-offset": 2, "AV-offset": 2}
 # flag key -> (marker, legend line)
 FLAGS = {
@@ -179,7 +179,6 @@ def is_reference(run: RunData, method: str) -> bool:
     return kind == "reference" if kind else method in REFERENCE_METHODS
 
 
-_is_reference = is_reference  # old name
 
 
 def _rank(rows: list[Row], get, run: RunData) -> None:

@@ -188,3 +188,22 @@ def test_other_containers_and_codecs(tmp_path: Path, suffix: str, codec: str) ->
     v = read_video(path, fps=25.0)
     assert len(v) == round(info.duration * 25)
     assert abs(int(v.frames[-1].mean()) - int(frames[-1].mean())) < 12
+
+
+def test_frame_folder_reads_real_frames_and_names_a_bad_image(data_root: Path, tmp_path: Path) -> None:
+    """A folder of PNG frames (what other repositories write) reads back exactly; an unreadable image is a
+    one-line MediaError naming that file, not a PIL traceback."""
+    from PIL import Image
+
+    from harness.media import read_video_or_frames
+
+    src = read_video(data_root / "styletalk/video/Obama_clip1.mp4", max_frames=3).frames
+    for i, fr in enumerate(src):
+        Image.fromarray(fr).save(tmp_path / f"{i:04d}.png")
+    v = read_video_or_frames(tmp_path, fps=25.0)
+    np.testing.assert_array_equal(v.frames, src)  # PNG is lossless
+    assert v.info.n_frames == 3 and v.timestamps[1] == pytest.approx(1 / 25)
+    (tmp_path / "0001.png").write_bytes(b"not a png")
+    with pytest.raises(MediaError, match="unreadable frame image") as e:
+        read_video_or_frames(tmp_path)
+    assert "0001.png" in str(e.value)

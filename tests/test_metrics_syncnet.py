@@ -197,7 +197,7 @@ def test_crops_equal_reference_formula(data_root: Path) -> None:
 
 def test_track_face_boxes_prefers_raw_boxes() -> None:
     from harness.faces.track import FaceTrack
-    from metrics.syncnet_crop import track_face_boxes
+    from harness.faces.clip import tracked_face_boxes as track_face_boxes
 
     raw = np.arange(24, dtype=np.float64).reshape(6, 4)
     smooth = raw + 100

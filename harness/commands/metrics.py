@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
         return bench(["--frames", str(args.max_frames or 50), "--batch-size", str(args.batch_size)])
     if not args.gen or not args.gt:
         raise BenchError("--gen and --gt are required (or --benchmark)")
-    from harness.media import read_audio
-    from metrics.compute import aligned_pair, compute_pair, load_video_or_dir
+    from harness.media import read_audio, read_video_or_frames
+    from metrics.compute import aligned_pair, compute_pair
 
-    gt = load_video_or_dir(args.gt, args.fps, args.max_frames)
-    gen = load_video_or_dir(args.gen, args.fps, args.max_frames)
+    gt = read_video_or_frames(args.gt, args.fps, args.max_frames)
+    gen = read_video_or_frames(args.gen, args.fps, args.max_frames)
     audio = None
     if args.audio:
         audio = read_audio(args.audio)

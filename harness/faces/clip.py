@@ -166,3 +166,15 @@ def landmarks_on_crops(
         if pts is not None:
             out[t] = pts
     return out
+
+
+def tracked_face_boxes(faces: object, n: int) -> np.ndarray | None:
+    """The ground truth's face-track boxes [n,4] (full-frame px) for ClipInput.face_boxes: the tracked boxes
+    before the track's own 5-frame median (raw_boxes) when kept, since syncnet_python's crop_video
+    (metrics/syncnet_crop.py) applies its own 13-frame median; else the smoothed boxes; None when `faces` carries no track (stand-ins)."""
+    track = getattr(faces, "track", None)
+    if track is None:
+        return None
+    raw = getattr(track, "raw_boxes", None)
+    boxes = np.asarray(raw if raw is not None else track.boxes, dtype=np.float64)
+    return boxes[:n, :4]
