@@ -5,6 +5,10 @@ metric's value for it is the sanity line (PSNR inf / SSIM 1 / sync = the real vi
 STILL returns the source frames, which were spoken to different audio: there it is a "real video, wrong
 audio" line (sync should drop to chance), and describe() labels it so.
 static_frame repeats the first source frame n_frames times: no motion at all, the floor for lip sync.
+copy_reference is what RealTalk's renderer would output if it copied its reference: each source frame with
+RealTalk's generated region (realtalk.mask.lower_face_mask of that frame's fitted expression and pose: lower
+face + neck) replaced by the FIRST frame's pixels at the same crop position, pasted back with the same
+feathered alpha as realtalk.inference. A learned renderer has to beat it to show it uses the expressions.
 """
 from __future__ import annotations
 
@@ -60,3 +64,62 @@ class StaticFrame(Method):
     def generate(self, inp: MethodInput) -> np.ndarray:
         first = np.asarray(inp.source_frames)[:1]
         return np.repeat(first, int(inp.n_frames), axis=0)
+
+
+@register
+class CopyReference(Method):
+    """Source frame i (pingpong past the end) with the first crop's pixels in frame i's masked region."""
+
+    name = "copy_reference"
+    kind = "reference"
+
+    def __init__(self, feather_sigma: float = 2.0):
+        self.feather_sigma = float(feather_sigma)
+
+    def fingerprint(self) -> str:
+        return f"copy_reference:v1:feather={self.feather_sigma}"
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["label"] = ("source frames with the first frame's lower face pasted into RealTalk's mask region "
+                      "(a renderer that copies its reference)")
+        return d
+
+    def generate(self, inp: MethodInput) -> np.ndarray:
+        import dataclasses
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        import cv2
+        import torch
+
+        from harness.faces.clip import clip_faces
+        from harness.faces.crop import paste_frames_alpha
+        from realtalk.coefficients import clip_coefficients
+        from realtalk.face_model import load_default_face_model
+        from realtalk.inference import frames_identity, pingpong_index
+        from realtalk.mask import lower_face_mask
+
+        frames = np.asarray(inp.source_frames)
+        ts = inp.source_timestamps
+        if ts is None or len(ts) != len(frames):
+            ts = frames_identity(frames)
+        faces = clip_faces(SimpleNamespace(frames=frames, fps=inp.fps, path=Path(inp.source_video),
+                                           source_timestamps=np.asarray(ts, np.float64)))
+        fm = load_default_face_model()
+        co = clip_coefficients(faces, fm)
+        idx = [pingpong_index(i, len(frames)) for i in range(int(inp.n_frames))]
+        out = np.empty((len(idx),) + frames.shape[1:], np.uint8)
+        alpha = torch.as_tensor(co.alpha, dtype=torch.float32)[None]
+        beta = torch.as_tensor(co.beta, dtype=torch.float32)
+        rho = torch.as_tensor(co.rho, dtype=torch.float32)
+        ref = faces.crops[0]
+        for i, s in enumerate(idx):  # frame by frame, as realtalk.inference builds its masks
+            m = lower_face_mask(fm, alpha, beta[s:s + 1], rho[s:s + 1], size=ref.shape[0])[0, 0].numpy()
+            gen = 1.0 - m
+            if self.feather_sigma > 0:
+                gen = cv2.GaussianBlur(gen, (0, 0), self.feather_sigma)
+            a8 = np.clip(np.rint(gen * 255), 0, 255).astype(np.uint8)
+            track = dataclasses.replace(faces.crop_track, boxes=np.asarray(faces.crop_track.boxes)[[s]])
+            out[i] = paste_frames_alpha(frames[[s]], ref[None], a8[None], track)[0]
+        return out

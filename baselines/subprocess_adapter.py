@@ -1,27 +1,45 @@
 """Run a baseline that lives in its own repository and Python environment (old torch pins) as a command.
 
 One YAML per method (baselines/configs/<name>.yaml) says where the repository and its python are (env vars
-override), the command template, the inputs to prepare, and where the output video lands. The adapter
-writes the inputs with the harness's own media/face code (25 fps mp4, 16 kHz wav, face crops, landmark or
-box files), runs the command with a timeout (stderr goes into the error on failure), and normalises the
-output to the harness contract: 25 fps by timestamps, exactly n_frames (trim / hold the last frame), the
-source resolution (crop outputs are pasted back along the crop track).
+override), which upstream commit its argument parser was checked against (`upstream`), the command, the
+inputs to prepare and where the output video lands. The adapter writes the inputs with the harness's own
+media/face code (25 fps mp4, 16 kHz wav, face crops, landmark or box files), runs the command and
+normalises the output to the harness contract: 25 fps by timestamps, exactly n_frames, the source
+resolution (crop outputs are pasted back along the crop track).
 
-Command placeholders: {python} {repo} {workdir} {out} {clip_id} {setting} {n_frames} {fps}
-{sample_rate} {n_source_frames} {audio_stem}, every entry of the config's `vars`, and every prepared
-input by its name (its path; frames_dir inputs also give {<name>_count}).
+Running: arguments go to the program as a list (never through a shell), so clip ids and paths with shell
+characters arrive literally. Each clip gets its own working folder (cwd when the config says `{workdir}`),
+because several repositories write fixed names into their cwd (PC-AVS `results/...`, StyleTalk
+`silent.mp4`, IP_LAP `tempfile_of_*`). The command runs in its own process group; at the timeout the whole
+group is killed. stdout/stderr are captured bounded (first 64 KiB + last 256 KiB each), so a chatty
+command cannot fill memory; the error of a failed clip is one line of reason plus the stderr tail.
+
+Failures that become a failed clip (SubprocessMethodError, never a hang or a crash): non-zero exit; timeout;
+exit 0 but no output file; an output that cannot be decoded; an output of the wrong shape (aspect ratio
+other than expected, panel layout not recognised); more than 10% of the frames missing (the rule of
+precomputed outputs, baselines/precomputed.py). Fewer missing frames are padded by holding the last one,
+extra frames are cut; both are recorded in the clip's method_notes.
+
+Command placeholders: {python} {repo} {workdir} {out} {clip_id} {clip_slug} {setting} {n_frames} {fps}
+{sample_rate} {n_source_frames} {audio_stem} {source_stem}, every entry of the config's `vars`, and every
+prepared input by its name (its path; frames_dir inputs also give {<name>_count}). Input file names are
+expanded with shell-safe stems (clip_id / audio_stem / source_stem slugged), the command with the raw ones.
 """
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import yaml
@@ -31,7 +49,13 @@ from harness.methods import Method, MethodInput, register
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 METHOD_NAMES = ("talklip", "pcavs", "dinet", "iplap", "styletalk")
-_TAIL = 4000  # characters of stderr kept in an error
+MAX_MISSING = 0.10  # same rule as baselines/precomputed.py: more than 10% of the frames missing fails a clip
+LOG_HEAD_BYTES = 64 * 1024  # kept from the start of each stream
+LOG_TAIL_BYTES = 256 * 1024  # kept from the end of each stream
+ERROR_TAIL_LINES = 12  # stderr lines quoted in a failed clip's error
+ERROR_TAIL_CHARS = 1500
+_PLAIN = re.compile(r"^[A-Za-z0-9._+-]+$")  # a file-name component no shell or space-split reader mangles
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9._+/-]+$")
 
 
 class SubprocessMethodError(BenchError):
@@ -49,11 +73,34 @@ def load_config(source: str | os.PathLike | dict) -> dict[str, Any]:
         p = Path(source)
         if not p.is_file():
             raise BenchError("subprocess method config not found", p)
-        cfg = yaml.safe_load(p.read_text()) or {}
+        try:
+            cfg = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise BenchError(f"subprocess method config is not valid YAML: {str(e).splitlines()[0]}", p) from None
     for key in ("name", "repo", "python", "command", "output"):
         if key not in cfg:
             raise BenchError(f"subprocess method config lacks '{key}'", None if isinstance(source, dict) else source)
+    if not isinstance(cfg["command"], list):
+        raise BenchError("subprocess method config: 'command' must be a list of arguments (no shell)",
+                         None if isinstance(source, dict) else source)
     return cfg
+
+
+def config_env_vars(cfg: dict[str, Any]) -> list[str]:
+    """Every environment variable a config reads (repo, python, vars): what a remote worker must inherit."""
+    names: list[str] = []
+    for spec in [cfg.get("repo"), cfg.get("python"), *(cfg.get("vars") or {}).values()]:
+        if isinstance(spec, dict) and spec.get("env"):
+            names.append(str(spec["env"]))
+    return names
+
+
+def all_env_vars() -> list[str]:
+    """The environment variables of every shipped baseline config (DINET_*, TALKLIP_*, ...)."""
+    out: list[str] = []
+    for name in METHOD_NAMES:
+        out += [v for v in config_env_vars(load_config(CONFIG_DIR / f"{name}.yaml")) if v not in out]
+    return out
 
 
 def _expand(template: str, values: dict[str, Any]) -> str:
@@ -72,6 +119,48 @@ def _resolve(spec: Any, values: dict[str, Any]) -> str:
             return os.path.expanduser(os.environ[env])
         spec = spec.get("default", "")
     return os.path.expanduser(_expand(str(spec), values))
+
+
+def safe_name(text: str) -> str:
+    """A file-name component safe for shells and space-split meta files: the text itself when it already
+    is, else its plain characters plus a short hash of the original (distinct ids stay distinct)."""
+    text = str(text)
+    if _PLAIN.match(text) and text not in (".", ".."):
+        return text
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._")[:60] or "clip"
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def git_commit(repo: Path) -> str | None:
+    """The commit checked out in a repository, read from .git (no git binary needed): HEAD, a loose ref,
+    packed-refs, or a worktree/submodule '.git' file pointing elsewhere. None when not a git checkout."""
+    git = repo / ".git"
+    try:
+        if git.is_file():  # worktree / submodule: "gitdir: <path>"
+            line = git.read_text().strip()
+            if not line.startswith("gitdir:"):
+                return None
+            git = (repo / line[7:].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head if re.fullmatch(r"[0-9a-f]{40}", head) else None
+        ref = head[5:]
+        common = git
+        if (git / "commondir").is_file():
+            common = (git / (git / "commondir").read_text().strip()).resolve()
+        for base in (git, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+        for base in (git, common):
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for ln in packed.read_text().splitlines():
+                    parts = ln.split()
+                    if len(parts) == 2 and parts[1] == ref:
+                        return parts[0]
+    except OSError:
+        return None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,13 +213,132 @@ def fit_length(frames: np.ndarray, n: int) -> np.ndarray:
 
 
 def select_panel(frames: np.ndarray, panel: list[int] | tuple[int, int] | None) -> np.ndarray:
-    """Outputs that tile several videos side by side (IP_LAP: sketch|result; PC-AVS: 4 panels): keep one."""
+    """Outputs that tile several videos side by side (IP_LAP: sketch|result): keep panel index of count."""
     if not panel:
         return frames
     index, count = int(panel[0]), int(panel[1])
     W = frames.shape[2]
     w = W // count
     return frames[:, :, index * w:(index + 1) * w]
+
+
+def panel_layout(width: int, height: int, spec: dict[str, Any], path: Path | None = None) -> tuple[int, int] | None:
+    """(index, count) of the generated panel. `panel: [i, n]` is fixed; `panel_by_count: {n: i}` with
+    `panel_width` (pixels, or "height" for square panels) detects n from the output's width, for repositories
+    whose layout changed between commits (PC-AVS: 5 panels at 16adc8b, 3 or 4 at 23585e2)."""
+    if spec.get("panel"):
+        i, n = (int(v) for v in spec["panel"])
+        return i, n
+    by_count = spec.get("panel_by_count")
+    if not by_count:
+        return None
+    pw = spec.get("panel_width", "height")
+    pw = int(height) if pw == "height" else int(pw)
+    known = {int(k): int(v) for k, v in by_count.items()}
+    if pw <= 0 or width % pw != 0 or width // pw not in known:
+        raise SubprocessMethodError(
+            f"output is {width}x{height}: not a row of {pw}-px panels in a known layout "
+            f"(knows {', '.join(f'{k} panels' for k in sorted(known))})", path)
+    n = width // pw
+    return known[n], n
+
+
+def aspect_ok(w: int, h: int, expect_w: int, expect_h: int) -> bool:
+    """Same aspect ratio up to one pixel of rounding on each side (codecs round sizes to even numbers):
+    some w' in [w-1, w+1], h' in [h-1, h+1] with w'/h' = expect_w/expect_h."""
+    r = expect_w / expect_h
+    return abs(w - r * h) <= 1 + r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# running a command with bounded capture
+# ---------------------------------------------------------------------------------------------------------
+class _BoundedCapture:
+    """Drains a pipe in a thread, keeping its first `head` and last `tail` bytes and counting the rest:
+    a command printing megabytes neither blocks on a full pipe nor fills memory."""
+
+    def __init__(self, stream: IO[bytes], head: int = LOG_HEAD_BYTES, tail: int = LOG_TAIL_BYTES):
+        self.stream, self.head_max, self.tail_max = stream, head, tail
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else self.stream.read(65536)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                if len(self.head) < self.head_max:
+                    take = self.head_max - len(self.head)
+                    self.head += chunk[:take]
+                    chunk = chunk[take:]
+                if chunk:
+                    self.tail += chunk
+                    if len(self.tail) > self.tail_max:
+                        del self.tail[: len(self.tail) - self.tail_max]
+        except (OSError, ValueError):  # pipe closed under us after a kill
+            pass
+
+    @property
+    def omitted(self) -> int:
+        return self.total - len(self.head) - len(self.tail)
+
+    def text(self) -> str:
+        mid = f"\n[... {self.omitted} bytes omitted ...]\n" if self.omitted > 0 else ""
+        return self.head.decode(errors="replace") + mid + self.tail.decode(errors="replace")
+
+    def last_lines(self, lines: int = ERROR_TAIL_LINES, chars: int = ERROR_TAIL_CHARS) -> str:
+        body = (self.head + self.tail if self.omitted <= 0 else self.tail).decode(errors="replace")
+        kept = [ln for ln in body.rstrip().splitlines() if ln.strip()][-lines:]
+        out = "\n".join(kept)
+        return out if len(out) <= chars else "..." + out[-chars:]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
+
+
+def run_command(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float, logdir: Path
+                ) -> tuple[int | None, _BoundedCapture, _BoundedCapture]:
+    """Run cmd (a list: no shell) in its own session; (returncode or None on timeout, stdout, stderr).
+    At the timeout, and whenever we leave early, the whole process group is killed."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    (logdir / "command.json").write_text(json.dumps({"argv": cmd, "cwd": str(cwd)}, indent=1))
+    proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    out, err = _BoundedCapture(proc.stdout), _BoundedCapture(proc.stderr)  # type: ignore[arg-type]
+    rc: int | None = None
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        rc = None
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc.pid)
+            proc.wait()
+    for cap in (out, err):
+        cap.thread.join(timeout=2.0)
+    if rc is not None and (out.thread.is_alive() or err.thread.is_alive()):
+        _kill_group(proc.pid)  # it exited but left children holding its pipes: they go too
+        for cap in (out, err):
+            cap.thread.join(timeout=2.0)
+    for cap in (out, err):
+        try:
+            cap.stream.close()
+        except OSError:
+            pass
+    (logdir / "stdout.txt").write_text(out.text())
+    (logdir / "stderr.txt").write_text(err.text())
+    return rc, out, err
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,6 +359,7 @@ class SubprocessMethod(Method):
         self.detector = detector
         self.landmarker = landmarker
         self.keep_workdir = keep_workdir
+        self.last_notes: dict[str, Any] = {}
 
     # -- where things are -------------------------------------------------------------------------------
     def _base_values(self) -> dict[str, Any]:
@@ -167,6 +376,23 @@ class SubprocessMethod(Method):
     def python(self) -> Path:
         return Path(self._base_values()["python"])
 
+    def _required_paths(self, vals: dict[str, Any]) -> list[Path]:
+        repo = Path(vals["repo"])
+        out = []
+        for rel in self.config.get("requires") or []:
+            p = Path(_expand(rel, vals))
+            out.append(p if p.is_absolute() else repo / p)
+        return out
+
+    def _missing_executable(self, vals: dict[str, Any]) -> str | None:
+        """The first program the repository calls itself (through os.system / a shell) not found here."""
+        for spec in self.config.get("executables") or []:
+            exe = _expand(str(spec), vals)
+            found = shutil.which(exe) if os.sep not in exe else (exe if os.access(exe, os.X_OK) else None)
+            if not found:
+                return exe
+        return None
+
     def availability(self) -> tuple[bool, str]:
         vals = self._base_values()
         repo, py = Path(vals["repo"]), Path(vals["python"])
@@ -178,36 +404,38 @@ class SubprocessMethod(Method):
         if not (py.is_file() and os.access(py, os.X_OK)):
             return False, (f"{self.method_name}: python executable not found at {py}"
                            + (f" (set {env_p} to its environment's python)" if env_p else ""))
-        for rel in self.config.get("requires") or []:
-            p = Path(_expand(rel, vals))
-            p = p if p.is_absolute() else repo / p
+        for p in self._required_paths(vals):
             if not p.exists():
                 return False, f"{self.method_name}: required file missing: {p}"
+        exe = self._missing_executable(vals)
+        if exe:
+            return False, (f"{self.method_name}: needs the program '{exe}' on PATH (the repository calls it "
+                           f"itself; without it it writes no output); install it (e.g. apt-get install ffmpeg)")
         return True, ""
 
+    def repo_commit(self) -> str | None:
+        """The git commit of the repository checked out here (None when it is not a git checkout)."""
+        return git_commit(self.repo())
+
     def fingerprint(self) -> str:
-        """Config + repository commit + required files' sizes/mtimes: a changed setup never reuses videos."""
+        """Config + repository commit + required files' sha256: a changed setup never reuses videos."""
         from harness import weights
 
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode())
         vals = self._base_values()
-        repo = Path(vals["repo"])
-        head = repo / ".git" / "HEAD"
-        if head.is_file():
-            ref = head.read_text().strip()
-            h.update(ref.encode())
-            if ref.startswith("ref: ") and (repo / ".git" / ref[5:]).is_file():
-                h.update((repo / ".git" / ref[5:]).read_bytes())
-        for rel in self.config.get("requires") or []:
-            p = Path(_expand(rel, vals))
-            p = p if p.is_absolute() else repo / p
+        h.update(str(git_commit(Path(vals["repo"]))).encode())
+        for p in self._required_paths(vals):
             if p.is_file():
                 h.update(weights.file_sha256(p).encode())
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
+        """Also what the run summary records: repo_path / repo_commit (checked out here) and upstream (the
+        commit whose argument parser the config was checked against)."""
         return {"name": self.method_name, "kind": self.kind, "fingerprint": self.fingerprint(),
-                "source": self.config.get("source"), "notes": self.config.get("notes")}
+                "source": self.config.get("source"), "notes": self.config.get("notes"),
+                "repo_path": str(self.repo()), "repo_commit": self.repo_commit(),
+                "upstream": self.config.get("upstream")}
 
     # -- faces, computed once per generate() ------------------------------------------------------------
     def _crop_track(self, ctx: dict[str, Any], size: int):
@@ -226,13 +454,30 @@ class SubprocessMethod(Method):
         return ctx["face_track"]
 
     def _frames_for(self, ctx: dict[str, Any], spec: dict[str, Any]) -> np.ndarray:
-        """Source frames, full or face crops (region: crop, size: N)."""
+        """Source frames, full or face crops (region: crop, size: N). `frame_in: [x0, y0, x1, y1]` says the
+        repository reads only that square sub-box of the image it is given (PC-AVS load_img keeps rows
+        0..192, columns 16..208 of its 224 input): the written crop is widened so that exactly the crop
+        track's box lands in that sub-box, and the output, which shows the sub-box, pastes back on the box."""
         src = ctx["src"]
-        if spec.get("region", "full") == "crop":
-            from harness.faces.crop import crop_frames
+        if spec.get("region", "full") != "crop":
+            return src
+        from dataclasses import replace
 
-            return crop_frames(src, self._crop_track(ctx, int(spec.get("size", 256))))
-        return src
+        from harness.faces.crop import crop_frames
+
+        size = int(spec.get("size", 256))
+        ct = self._crop_track(ctx, size)
+        if spec.get("frame_in"):
+            x0, y0, x1, y1 = (float(v) for v in spec["frame_in"])
+            if abs((x1 - x0) - (y1 - y0)) > 1e-9 or x1 <= x0:
+                raise BenchError(f"{self.method_name}: frame_in {spec['frame_in']} is not a square sub-box")
+            b = np.asarray(ct.boxes, dtype=np.float64)
+            side = b[:, 2] - b[:, 0]
+            wide = np.round(side * size / (x1 - x0))
+            nx1 = np.round(b[:, 0] - x0 * wide / size)
+            ny1 = np.round(b[:, 1] - y0 * wide / size)
+            ct = replace(ct, boxes=np.stack([nx1, ny1, nx1 + wide, ny1 + wide], axis=1))
+        return crop_frames(src, ct)
 
     # -- inputs -----------------------------------------------------------------------------------------
     def _prepare(self, ctx: dict[str, Any], values: dict[str, Any]) -> None:
@@ -243,11 +488,12 @@ class SubprocessMethod(Method):
         inp: MethodInput = ctx["inp"]
         indir = Path(values["workdir"]) / "inputs"
         indir.mkdir(parents=True, exist_ok=True)
+        safe = dict(values, clip_id=values["clip_slug"], audio_stem=safe_name(values["audio_stem"]),
+                    source_stem=safe_name(values["source_stem"]))
         audio = audio_frames(inp.audio, inp.n_frames, inp.fps, inp.sample_rate)
         for spec in self.config.get("inputs") or []:
             name, kind = spec["name"], spec["kind"]
-            fname = _expand(spec.get("file", name), values)
-            path = indir / fname
+            path = indir / _expand(spec.get("file", name), safe)
             if kind == "audio":
                 sr = int(spec.get("sample_rate", 16000))
                 a = audio
@@ -272,6 +518,7 @@ class SubprocessMethod(Method):
                 for i, f in enumerate(use):
                     cv2.imwrite(str(path / pattern.format(i + int(spec.get("start", 0)))), f[:, :, ::-1])
                 values[f"{name}_count"] = len(use)
+                safe[f"{name}_count"] = len(use)
             elif kind == "image":
                 frame = self._frames_for(ctx, spec)[int(spec.get("index", 0))]
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +543,7 @@ class SubprocessMethod(Method):
             else:
                 raise BenchError(f"{self.method_name}: unknown input kind {kind!r} for {name}")
             values[name] = str(path)
+            safe[name] = str(path)
 
     def _landmarks(self, ctx: dict[str, Any]) -> np.ndarray:
         """[T,68,2] full-frame landmarks on the tracked face box (nan rows where none)."""
@@ -312,89 +560,145 @@ class SubprocessMethod(Method):
         return ctx["landmarks"]
 
     # -- running ----------------------------------------------------------------------------------------
-    def _run(self, cmd: list[str], cwd: Path, env: dict[str, str], logdir: Path) -> None:
-        logdir.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the command and anything it started
-            except ProcessLookupError:
-                pass
-            out, err = proc.communicate()
-            (logdir / "stdout.txt").write_bytes(out or b"")
-            (logdir / "stderr.txt").write_bytes(err or b"")
-            raise SubprocessMethodError(
-                f"{self.method_name} timed out after {self.timeout_s:g}s: {' '.join(cmd)}\n"
-                f"stderr (tail):\n{(err or b'').decode(errors='replace')[-_TAIL:]}", cwd) from None
-        (logdir / "stdout.txt").write_bytes(out or b"")
-        (logdir / "stderr.txt").write_bytes(err or b"")
-        if proc.returncode != 0:
-            raise SubprocessMethodError(
-                f"{self.method_name} exited with status {proc.returncode}: {' '.join(cmd)}\n"
-                f"stderr (tail):\n{(err or b'').decode(errors='replace')[-_TAIL:]}", cwd)
+    def _entry(self, cmd: list[str], cwd: Path) -> Path:
+        """The entry script (first .py argument) for error messages, else the working folder."""
+        for a in cmd[1:]:
+            if a.endswith(".py"):
+                p = Path(a)
+                return p if p.is_absolute() else cwd / p
+        return cwd
 
-    def _find_output(self, values: dict[str, Any]) -> Path:
-        import glob
+    def _fail(self, reason: str, path: Path | str | None, out: _BoundedCapture | None = None,
+              err: _BoundedCapture | None = None) -> SubprocessMethodError:
+        """One line of reason, then the stderr tail (stdout's when stderr is empty: PC-AVS prints caught
+        exceptions' messages there)."""
+        msg = f"{self.method_name}: {reason}"
+        for label, cap in (("stderr", err), ("stdout", out)):
+            if cap is None or cap.total == 0:
+                continue
+            tail = cap.last_lines()
+            if tail:
+                msg += f"\n  {label} (last lines of {_size(cap.total)}):\n    " + tail.replace("\n", "\n    ")
+                break
+        return SubprocessMethodError(msg, path)
 
+    def _run(self, cmd: list[str], cwd: Path, env: dict[str, str], logdir: Path
+             ) -> tuple[_BoundedCapture, _BoundedCapture]:
+        rc, out, err = run_command(cmd, cwd, env, self.timeout_s, logdir)
+        entry = self._entry(cmd, cwd)
+        if rc is None:
+            raise self._fail(f"timed out after {self.timeout_s:g}s (process group killed)", entry, out, err)
+        if rc != 0:
+            how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            raise self._fail(how, entry, out, err)
+        return out, err
+
+    def _find_output(self, values: dict[str, Any], out: _BoundedCapture | None = None,
+                     err: _BoundedCapture | None = None) -> Path:
         pattern = _expand(self.config["output"]["glob"], values)
-        hits = [Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
+        # the placeholders' values are literal paths: a '[' or '*' in a folder name is no wildcard
+        escaped = {k: glob.escape(v) if isinstance(v, str) else v for k, v in values.items()}
+        hits = [Path(p) for p in glob.glob(_expand(self.config["output"]["glob"], escaped), recursive=True)
+                if Path(p).is_file()]
         if not hits:
-            raise SubprocessMethodError(f"{self.method_name} finished but wrote no output matching {pattern}",
-                                        values["out"])
+            raise self._fail(f"exited 0 but wrote no output matching {pattern}", values["out"], out, err)
         return max(hits, key=lambda p: p.stat().st_mtime)  # the newest, if a repo writes several
 
     # -- output -----------------------------------------------------------------------------------------
     def normalise(self, ctx: dict[str, Any], path: Path) -> np.ndarray:
-        """The output video -> uint8 [n_frames, H, W, 3] at the source resolution and harness fps."""
+        """The output video -> uint8 [n_frames, H, W, 3] at the source resolution and harness fps, or a
+        SubprocessMethodError saying what is wrong with it. Records what was done in self.last_notes."""
         from harness.media import read_video
 
         inp: MethodInput = ctx["inp"]
         spec = self.config["output"]
+        n = int(inp.n_frames)
+        lead = int(spec.get("lead_frames", 0))
         try:
-            frames = read_video(path, fps=inp.fps).frames
-        except MediaError:
-            raise
+            frames = read_video(path, fps=inp.fps, max_frames=max(n - lead, 0) + 1).frames
+        except MediaError as e:
+            raise SubprocessMethodError(f"{self.method_name}: output cannot be decoded: {e.problem}", path) from None
         except Exception as e:  # noqa: BLE001 - a broken file from a foreign tool: say which
-            raise SubprocessMethodError(f"{self.method_name} output cannot be decoded: {e}", path) from None
+            raise SubprocessMethodError(f"{self.method_name}: output cannot be decoded: {e}", path) from None
         if len(frames) == 0:
-            raise SubprocessMethodError(f"{self.method_name} output has no frames", path)
-        frames = fit_length(select_panel(frames, spec.get("panel")), int(inp.n_frames))
+            raise SubprocessMethodError(f"{self.method_name}: output has no frames", path)
+        oh, ow = frames.shape[1:3]
+        notes: dict[str, Any] = {"output_file": path.name, "output_size": [int(ow), int(oh)]}
+        layout = panel_layout(ow, oh, spec, path)
+        if layout:
+            frames = select_panel(frames, [layout[0], layout[1]])
+            notes.update(panel=layout[0], panels=layout[1])
+        ph, pw = frames.shape[1:3]
         src = ctx["src"]
         H, W = src.shape[1:3]
-        if spec.get("region", "full") == "crop":
+        crop = spec.get("region", "full") == "crop"
+        ew, eh = (1, 1) if crop else (W, H)
+        if not aspect_ok(pw, ph, ew, eh):
+            want = "a square face crop" if crop else f"the source's {W}x{H} aspect ratio"
+            raise SubprocessMethodError(f"{self.method_name}: output frames are {pw}x{ph}, expected {want}", path)
+        if lead:  # the repository's first output frame shows frame `lead` of the clip: hold it before
+            frames = np.concatenate([np.repeat(frames[:1], lead, axis=0), frames])
+            notes["lead_frames_held"] = lead
+        have = len(frames)
+        notes.update(frames_in_output=int(have), frames_expected=n, frames_padded=max(0, n - have),
+                     frames_trimmed=max(0, have - n))
+        if n - have > MAX_MISSING * n:
+            raise SubprocessMethodError(
+                f"{self.method_name}: output has {have} of {n} frames ({n - have} missing, more than "
+                f"{MAX_MISSING:.0%})", path)
+        frames = fit_length(frames, n)
+        self.last_notes = notes
+        if crop:
             from dataclasses import replace
 
             from harness.faces.crop import paste_frames
 
             ct = self._crop_track(ctx, int(spec.get("size", 256)))
-            idx = np.arange(int(inp.n_frames)) % len(src)
+            idx = np.arange(n) % len(src)
             crops = _resize(np.ascontiguousarray(frames), (ct.size, ct.size))
             return paste_frames(src[idx], crops, replace(ct, boxes=np.asarray(ct.boxes)[idx]))
         return np.ascontiguousarray(_resize(np.ascontiguousarray(frames), (H, W)))
+
+    def _workdir(self, inp: MethodInput) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+        """This clip's own folder. Repositories that split a meta file on spaces or call ffmpeg through a
+        shell (`plain_paths: true`) get a private temporary folder when the given one is not plain."""
+        leaf = f"{safe_name(inp.setting)}-{safe_name(inp.clip_id)}"
+        if inp.workdir is not None:
+            wd = Path(inp.workdir) / safe_name(self.method_name) / leaf
+            if not self.config.get("plain_paths") or _PLAIN_PATH.match(str(wd.absolute())):
+                wd.mkdir(parents=True, exist_ok=True)
+                return wd, None
+        tmp = tempfile.TemporaryDirectory(prefix=f"rtb-{safe_name(self.method_name)}-")
+        if self.config.get("plain_paths") and not _PLAIN_PATH.match(tmp.name):
+            tmp.cleanup()
+            raise SubprocessMethodError(
+                f"{self.method_name} needs a working folder without spaces or shell characters (it splits its "
+                f"meta file on spaces / calls ffmpeg through a shell); set TMPDIR to such a folder", tmp.name)
+        wd = Path(tmp.name) / leaf
+        wd.mkdir(parents=True)
+        return wd, tmp
 
     def generate(self, inp: MethodInput) -> np.ndarray:
         ok, why = self.availability()
         if not ok:
             raise SubprocessMethodError(why)
-        tmp = None
-        if inp.workdir is not None:
-            workdir = Path(inp.workdir) / self.method_name / f"{inp.setting}-{inp.clip_id}"
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            tmp = tempfile.TemporaryDirectory(prefix=f"rtb-{self.method_name}-")
-            workdir = Path(tmp.name)
+        self.last_notes = {}
+        workdir, tmp = self._workdir(inp)
         try:
             values = self._base_values()
             out = workdir / "out"
             out.mkdir(parents=True, exist_ok=True)
             audio_stem = Path(inp.audio_path).stem if inp.audio_path else inp.clip_id
-            values.update(workdir=str(workdir), out=str(out), clip_id=inp.clip_id, setting=inp.setting,
-                          n_frames=int(inp.n_frames), fps=inp.fps, sample_rate=inp.sample_rate,
+            values.update(workdir=str(workdir), out=str(out), clip_id=inp.clip_id, clip_slug=safe_name(inp.clip_id),
+                          setting=inp.setting, n_frames=int(inp.n_frames), fps=inp.fps, sample_rate=inp.sample_rate,
                           n_source_frames=len(inp.source_frames), audio_stem=audio_stem,
                           source_stem=Path(inp.source_video).stem)
+            repo = Path(values["repo"])
+            for rel in self.config.get("workdir_links") or []:  # cwd-relative files the repository reads
+                link = workdir / rel
+                if not link.exists():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(repo / rel, target_is_directory=(repo / rel).is_dir())
             ctx: dict[str, Any] = {"inp": inp, "src": np.asarray(inp.source_frames)}
             self._prepare(ctx, values)
             cmd = [_expand(c, values) for c in self.config["command"]]
@@ -402,8 +706,10 @@ class SubprocessMethod(Method):
             env = dict(os.environ)
             for k, v in (self.config.get("env") or {}).items():
                 env[k] = _expand(v, values)
-            self._run(cmd, cwd, env, workdir / "logs")
-            return self.normalise(ctx, self._find_output(values))
+            so, se = self._run(cmd, cwd, env, workdir / "logs")
+            frames = self.normalise(ctx, self._find_output(values, so, se))
+            self.last_notes = dict(self.last_notes, repo_commit=git_commit(repo))
+            return frames
         finally:
             if tmp is not None and not self.keep_workdir:
                 tmp.cleanup()

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,7 +75,7 @@ class Cache:
         try:
             with np.load(p, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             p.unlink(missing_ok=True)  # corrupt entry (e.g. disk full): recompute
             return None
 

@@ -13,6 +13,7 @@ from harness.errors import BenchError
 COMMAND_MODULES: list[str] = [
     "harness.commands.weights",
     "harness.commands.metrics",
+    "harness.commands.methods",
     "harness.commands.train",
     "harness.commands.splits",
     "harness.commands.cache",
@@ -21,6 +22,8 @@ COMMAND_MODULES: list[str] = [
     "harness.commands.report",
     "harness.commands.face_model",
     "harness.commands.run",
+    "harness.commands.rerun",
+    "harness.commands.merge",
     "harness.commands.compare",
     "harness.commands.demo",
 ]
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BenchError as exc:  # clear one-line errors, no traceback soup
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # full disk, read-only folder, permissions: the file and the reason, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc} (finished work is kept; fix it and rerun to resume)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; finished work is kept", file=sys.stderr)

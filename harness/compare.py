@@ -105,6 +105,7 @@ def tolerance_for(tols: dict[str, Tolerance], method: str, setting: str, value_n
 # Config entries that define which numbers a run holds: runs that differ in one are not comparable.
 CONFIG_KEYS = ("split", "role", "clips_selected", "max_frames", "settings")
 EXIT_OK, EXIT_REGRESSION, EXIT_INPUT, EXIT_NOT_COMPARABLE = 0, 1, 2, 3
+JSON_SCHEMA_VERSION = 1  # bump when a field of Comparison.to_dict changes meaning or goes away
 
 
 def explicit_tolerance(tols: dict[str, Tolerance], method: str, setting: str, value_name: str) -> Tolerance | None:
@@ -149,6 +150,8 @@ class Comparison:
     run_b: str
     rows: list[Row] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    n_boot: int = N_BOOT
+    seed: int = SEED
 
     @property
     def failed(self) -> bool:
@@ -177,8 +180,10 @@ class Comparison:
         return f"PASS (exit 0): {len(self.rows)} value(s) compared, none worse beyond tolerance"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_a": self.run_a, "run_b": self.run_b, "failed": self.failed, "exit_code": self.exit_code,
-                "verdict": self.verdict(), "rows": [asdict(r) for r in self.rows],
+        """The `compare --json` document (schema JSON_SCHEMA_VERSION; README "compare --json" lists the fields)."""
+        return {"schema_version": JSON_SCHEMA_VERSION, "run_a": self.run_a, "run_b": self.run_b,
+                "failed": self.failed, "exit_code": self.exit_code, "verdict": self.verdict(),
+                "n_boot": self.n_boot, "seed": self.seed, "rows": [asdict(r) for r in self.rows],
                 "issues": [asdict(i) for i in self.issues]}
 
 
@@ -294,7 +299,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, tolerances:
     sa, rows_a = _load(run_a)
     sb, rows_b = _load(run_b)
     tols = tolerances or {}
-    cmp = Comparison(str(run_a), str(run_b))
+    cmp = Comparison(str(run_a), str(run_b), n_boot=n_boot, seed=seed)
     ra, rb = sa.get("results", {}), sb.get("results", {})
     settings = sorted(set(ra) | set(rb))
     cmp.issues += _config_issues(sa, sb)
@@ -436,3 +441,71 @@ def render(cmp: Comparison, console: Any = None) -> None:
         if r.fails:
             console.print(f"  regression: {r.setting}/{r.method}/{r.value_name}: {f(r.a)} -> {f(r.b)} "
                           f"(delta {f(r.delta)}, tolerance {r.tolerance})", soft_wrap=True, markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# markdown (a pull-request comment)
+# ---------------------------------------------------------------------------------------------------
+EXIT_MEANINGS = "0 pass · 1 regression · 2 input error · 3 not comparable"
+MD_COLUMNS = ("setting", "method", "metric", "value", "base (A)", "new (B)", "delta", "95% CI (paired)", "clips",
+              "tolerance", "verdict")
+
+
+def row_verdict(r: Row) -> str:
+    """One word per value for the markdown table: what the gate made of it."""
+    if r.fails:
+        return "REGRESSION"
+    if r.direction == "worse":
+        return "worse, within tolerance"
+    if r.direction == "changed":
+        return "changed (informational)"
+    return {"better": "better", "same": "same"}.get(r.direction, "not compared")
+
+
+def _md_cell(text: str) -> str:
+    """Pipes and newlines would break the table row."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_num(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "—"
+    return f"{x:+.6g}" if signed else f"{x:.6g}"
+
+
+def to_markdown(cmp: Comparison) -> str:
+    """The comparison as GitHub-flavoured markdown: a header with the verdict and what the exit codes mean,
+    one table row per compared value (base, new, delta = new - base, paired bootstrap CI, verdict), then every
+    reason the runs are not (fully) comparable and every regression, each on its own line."""
+    code = cmp.exit_code
+    badge = {EXIT_OK: "✅", EXIT_REGRESSION: "❌", EXIT_NOT_COMPARABLE: "⚠️"}[code]
+    lines = [f"### {badge} realtalk-bench compare: {cmp.verdict()}", "",
+             f"Base (A): `{cmp.run_a}` · New (B): `{cmp.run_b}` · delta = B − A; 95% CI: paired percentile "
+             f"bootstrap over the shared clips ({cmp.n_boot} resamples, seed {cmp.seed}). "
+             f"Exit codes: {EXIT_MEANINGS}.", ""]
+    if cmp.rows:
+        lines.append("| " + " | ".join(MD_COLUMNS) + " |")
+        lines.append("|" + "|".join("---:" if c in ("base (A)", "new (B)", "delta", "clips") else "---"
+                                    for c in MD_COLUMNS) + "|")
+        for r in cmp.rows:
+            ci = f"[{_md_num(r.ci_low, True)}, {_md_num(r.ci_high, True)}]" if r.ci_low is not None else "—"
+            verdict = row_verdict(r) + (f" ({r.note})" if r.note else "")
+            vname = r.value_name.split(":", 1)[1] if r.value_name.startswith(f"{r.metric}:") else r.value_name
+            cells = (r.setting, r.method, r.metric, vname, _md_num(r.a), _md_num(r.b), _md_num(r.delta, True), ci,
+                     str(r.n_common), r.tolerance, f"**{verdict}**" if r.fails else verdict)
+            lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    else:
+        lines.append("_No value was compared._")
+    blocking = [i for i in cmp.issues if not i.allowed]
+    allowed = [i for i in cmp.issues if i.allowed]
+    regressions = [r for r in cmp.rows if r.fails]
+    if blocking:
+        lines += ["", "**Not comparable (exit 3):**"] + [f"- {i.kind}: {_md_cell(i.text)}" for i in blocking]
+    if allowed:
+        lines += ["", "**Allowed by an --allow-* flag (reported only):**"] + [f"- {i.kind}: {_md_cell(i.text)}"
+                                                                           for i in allowed]
+    if regressions:
+        lines += ["", "**Regressions (exit 1):**"] + [
+            f"- {r.setting}/{r.method}/{_md_cell(r.value_name)}: {_md_num(r.a)} → {_md_num(r.b)} "
+            f"(delta {_md_num(r.delta, True)}, tolerance {r.tolerance})" for r in regressions]
+    return "\n".join(lines) + "\n"

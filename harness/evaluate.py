@@ -174,15 +174,14 @@ class Evaluator:
 
     @classmethod
     def from_spec(cls, spec: EvalSpec, io_: ClipIO | None = None) -> "Evaluator":
-        import importlib
-
         from harness.methods import get_method
         from metrics.base import get_metric
 
         for k, v in spec.env.items():
             os.environ.setdefault(k, v)
-        for mod in spec.plugins:
-            importlib.import_module(mod)
+        from harness.plugins import load_plugins
+
+        load_plugins(spec.plugins)
         methods = {n: get_method(kw.get("_method", n), **{k: v for k, v in kw.items() if k != "_method"})
                    for n, kw in spec.methods.items()}  # "_method": registry name when the key is a folder:NAME
         metrics = {n: get_metric(n, batch_size=spec.batch_size, device=spec.device, **kw)
@@ -203,12 +202,25 @@ class Evaluator:
         if src is not None:
             video, own_audio, faces = src["video"], src["own_audio"], src["faces"]
             t_media = t_faces = 0.0
+            said = src["input_warnings"]
         else:
-            video, own_audio = self.io.load_media(entry, self.root, self.fps, self.sample_rate)
-            t_media = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            faces = self.io.faces(video)
-            t_faces = time.perf_counter() - t1
+            import warnings
+
+            from metrics.compute import MIN_FRAMES
+
+            with warnings.catch_warnings(record=True) as caught:  # corrupt frames held, faces interpolated...
+                warnings.simplefilter("always", UserWarning)
+                video, own_audio = self.io.load_media(entry, self.root, self.fps, self.sample_rate)
+                if len(video.frames) < MIN_FRAMES:
+                    from harness.errors import MediaError
+
+                    raise MediaError(f"clip {clip_id}: {len(video.frames)} frame(s); at least {MIN_FRAMES} are "
+                                     "needed to evaluate a clip", video.path)
+                t_media = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                faces = self.io.faces(video)
+                t_faces = time.perf_counter() - t1
+            said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
         t2 = time.perf_counter()
         audio, audio_path, drive = self._driving_audio(entry, setting, len(video.frames), own_audio)
         spf = int(round(self.sample_rate / self.fps))
@@ -216,7 +228,7 @@ class Evaluator:
         if n <= 0:
             raise BenchError(f"clip {clip_id}: no frames to evaluate in {setting} (driving audio {len(audio)} samples)")
         gt = {"video": video, "own_audio": own_audio, "faces": faces, "audio": audio[: n * spf].astype(np.float32),
-              "audio_path": audio_path, "drive": drive, "n_frames": n,
+              "audio_path": audio_path, "drive": drive, "n_frames": n, "input_warnings": said,
               "timings": {"load_media_s": t_media, "faces_s": t_faces, "drive_audio_s": time.perf_counter() - t2}}
         self._gt[key] = gt
         while len(self._gt) > self._gt_size:
@@ -298,6 +310,8 @@ class Evaluator:
             gt["timings"] = {k: 0.0 for k in gt["timings"]}  # counted once, on the first method
             n = gt["n_frames"]
             rec["n_frames"], rec["drive"] = n, gt["drive"]
+            if gt.get("input_warnings"):
+                rec["input_warnings"] = list(gt["input_warnings"])  # what was held / interpolated, per clip
             t0 = time.perf_counter()
             method.last_notes = {}
             frames, from_cache = self.generated(method, task, gt)
@@ -307,6 +321,7 @@ class Evaluator:
             rec["generated_from_cache"] = from_cache
             t0 = time.perf_counter()
             from harness.faces.clip import tracked_face_boxes
+            from metrics.compute import silent
 
             faces = gt["faces"]
             track = _slice_track(faces.crop_track, n)
@@ -321,6 +336,9 @@ class Evaluator:
             for name, metric in self.metrics.items():
                 if not metric_applies(metric, task.setting):
                     rec["skipped_metrics"][name] = f"needs pixel ground truth, not defined in {task.setting}"
+                    continue
+                if "audio" in metric.needs and silent(gt["audio"]):  # no speech: no sync to measure
+                    rec["skipped_metrics"][name] = f"needs speech: {silent(gt['audio'])}"
                     continue
                 t0 = time.perf_counter()
                 try:

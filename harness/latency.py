@@ -62,8 +62,21 @@ class LatencyResult:
         return asdict(self)
 
 
+def cuda_available() -> bool:
+    """The GPU probe (one place, so tests can simulate a GPU on a CPU machine)."""
+    return torch.cuda.is_available()
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else unchanged."""
+    if device != "auto":
+        return device
+    return "cuda" if cuda_available() else "cpu"
+
+
 def device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
+    """torch.cuda.get_device_name for a GPU (what budget device classes match), a CPU description otherwise."""
+    if device.startswith("cuda") and cuda_available():
         return torch.cuda.get_device_name(torch.device(device))
     return f"{platform.processor() or platform.machine()} x{os.cpu_count()} (torch threads {torch.get_num_threads()})"
 

@@ -42,6 +42,7 @@ class VideoInfo:
     codec: str
     has_audio: bool
     variable_frame_rate: bool
+    rotation: int = 0  # display rotation (degrees counter-clockwise) applied by read_video; width/height: as displayed
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Video:
     timestamps: np.ndarray  # seconds, output grid i/fps
     source_timestamps: np.ndarray  # pts (s) of the source frame picked for each output frame
     info: VideoInfo
+    corrupt_frames: int = 0  # source frames that failed to decode (the previous frame is held in their place)
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -71,7 +73,8 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except av.FFmpegError as exc:
-        raise MediaError(f"cannot open as media (truncated or not a media file?): {exc}", path) from exc
+        why = getattr(exc, "strerror", None) or str(exc)  # str(exc) repeats the path
+        raise MediaError(f"cannot open as media (truncated or not a media file?): {why}", path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MediaError(f"unreadable: {exc}", path) from exc
 
@@ -182,10 +185,14 @@ def read_video(path: str | os.PathLike, fps: float | None = 25.0, start: int = 0
             src_ts[k] = entry[0]
             return arr
 
+        bad: list[float] = []
+        rot: int | None = None
         try:
-            for frame in c.decode(v):
+            for frame in _decode_frames(c, v, bad):
                 if frame.pts is None:
                     continue
+                if rot is None:
+                    rot = _rotation(frame)
                 t = float(frame.pts * tb) - origin
                 if t < last_pts - _EPS:  # out-of-order pts would break the 'last frame <= t' rule
                     continue
@@ -209,6 +216,7 @@ def read_video(path: str | os.PathLike, fps: float | None = 25.0, start: int = 0
             k += 1
         if k < n:
             raise MediaError(f"no decodable video frames (needed {n})", p)
+        _check_corrupt(p, bad, info, tb, origin)
         # truncated: the last decoded frame lies well before the instants we were asked for
         frame_dur = 1.0 / max(info.avg_fps, 1.0)
         needed_until = grid[-1]
@@ -216,14 +224,63 @@ def read_video(path: str | os.PathLike, fps: float | None = 25.0, start: int = 0
             raise MediaError(
                 f"truncated video: frames stop at {last_pts:.2f}s but the stream is {info.duration:.2f}s long",
                 p)
-        return Video(path=p, frames=out, fps=float(fps), timestamps=grid, source_timestamps=src_ts, info=info)
+        out, info = _upright(out, rot, info)
+        return Video(path=p, frames=out, fps=float(fps), timestamps=grid, source_timestamps=src_ts, info=info,
+                     corrupt_frames=len(bad))
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """The display matrix's rotation (degrees counter-clockwise, a multiple of 90) of a decoded frame; 0 if none."""
+    try:
+        r = int(round(float(frame.rotation or 0) / 90.0)) * 90
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return r % 360
+
+
+def _upright(frames: np.ndarray, rot: int | None, info: VideoInfo) -> tuple[np.ndarray, VideoInfo]:
+    """Frames as a player shows them: the display rotation applied (a phone's portrait video stored sideways)."""
+    if not rot:
+        return frames, info
+    import dataclasses
+
+    up = np.ascontiguousarray(np.rot90(frames, k=rot // 90, axes=(1, 2)))
+    return up, dataclasses.replace(info, width=int(up.shape[2]), height=int(up.shape[1]), rotation=rot)
+
+
+MAX_CORRUPT = 0.10  # fraction of a clip's source frames that may fail to decode before the file is refused
+
+
+def _decode_frames(c: av.container.InputContainer, v: av.video.stream.VideoStream, bad: list[float]):
+    """Decoded frames packet by packet: a packet the decoder rejects (a corrupt frame mid-stream) is skipped and
+    its pts (s) appended to `bad`, so the rest of the clip still decodes (c.decode() would stop there)."""
+    for pkt in c.demux(v):
+        try:
+            frames = pkt.decode()
+        except av.InvalidDataError:
+            if pkt.size:
+                bad.append(float(pkt.pts * v.time_base) if pkt.pts is not None and v.time_base else math.nan)
+            continue
+        yield from frames
+
+
+def _check_corrupt(p: Path, bad: list[float], info: VideoInfo, tb: Fraction | None, origin: float) -> None:
+    """Warn about frames that failed to decode (held: the previous frame shows); too many -> MediaError."""
+    if not bad:
+        return
+    where = ", ".join(f"{t - origin:.2f}s" for t in bad[:5]) + (" ..." if len(bad) > 5 else "")
+    if len(bad) > MAX_CORRUPT * max(info.n_frames, 1):
+        raise MediaError(f"{len(bad)} of {info.n_frames} video frames are corrupt (more than {MAX_CORRUPT:.0%}; "
+                         f"at {where})", p)
+    warnings.warn(f"{p}: {len(bad)} corrupt video frame(s) at {where} not decodable; the previous frame is held "
+                  "in their place", stacklevel=3)
 
 
 def _decode_from_start(p: Path, info: VideoInfo, fps: float, start: int, end: int) -> Video:
     """Slow path when a seek overshoots: decode from frame 0 and keep [start, end)."""
     full = read_video(p, fps, 0, end)
     return Video(path=p, frames=full.frames[start:end].copy(), fps=full.fps, timestamps=full.timestamps[start:end],
-                 source_timestamps=full.source_timestamps[start:end], info=info)
+                 source_timestamps=full.source_timestamps[start:end], info=full.info, corrupt_frames=full.corrupt_frames)
 
 
 def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream, p: Path, info: VideoInfo,
@@ -231,10 +288,14 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
     frames: list[np.ndarray] = []
     ts: list[float] = []
     i = 0
+    bad: list[float] = []
+    rot: int | None = None
     try:
-        for frame in c.decode(v):
+        for frame in _decode_frames(c, v, bad):
             if frame.pts is None:
                 continue
+            if rot is None:
+                rot = _rotation(frame)
             if i >= start:
                 frames.append(frame.to_ndarray(format="rgb24"))
                 ts.append(float(frame.pts * v.time_base) - origin)
@@ -246,9 +307,11 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
             raise MediaError(f"cannot decode video: {exc}", p) from exc
     if not frames:
         raise MediaError(f"no video frames from index {start}", p)
-    arr = np.stack(frames)
+    _check_corrupt(p, bad, info, v.time_base, origin)
+    arr, info = _upright(np.stack(frames), rot, info)
     t = np.asarray(ts)
-    return Video(path=p, frames=arr, fps=info.avg_fps, timestamps=t, source_timestamps=t.copy(), info=info)
+    return Video(path=p, frames=arr, fps=info.avg_fps, timestamps=t, source_timestamps=t.copy(), info=info,
+                 corrupt_frames=len(bad))
 
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
@@ -293,7 +356,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, start_s: float
     with _open(p) as c:
         if not c.streams.audio:
             kinds = ", ".join(s.type for s in c.streams) or "no streams"
-            raise MediaError(f"no audio stream (found: {kinds})", p)
+            raise MediaError(f"no audio stream (found: {kinds}); a video without sound needs a separate speech file "
+                             "(--audio, or the manifest's audio:)", p)
         a = c.streams.audio[0]
         origin = _origin(c)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))

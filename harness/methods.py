@@ -72,6 +72,9 @@ class Method(ABC):
 
 
 REGISTRY: dict[str, Callable[..., Method]] = {}
+ORIGINS: dict[str, str] = {}  # name -> "built-in" | "--plugin X" | "entry point N (package version)"
+ENTRY_POINT_GROUP = "realtalk_bench.methods"  # installed packages register methods here (harness/plugins.py)
+_entry_points_loaded = False
 
 # Modules whose import registers a method. Add one line per method module.
 METHOD_MODULES: list[str] = [
@@ -85,17 +88,27 @@ METHOD_MODULES: list[str] = [
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: adds a method to the one registry under cls.name."""
+    from harness.plugins import origin_of
+
     if cls.name in REGISTRY:
-        raise ValueError(f"method {cls.name!r} registered twice")
+        raise ValueError(f"method {cls.name!r} registered twice ({ORIGINS.get(cls.name)} and {origin_of(cls)})")
     REGISTRY[cls.name] = cls
+    ORIGINS[cls.name] = origin_of(cls)
     return cls
 
 
 def load_all() -> dict[str, Callable[..., Method]]:
+    """Import the built-in method modules, then (once per process) the installed plugins' entry points."""
     import importlib
 
+    global _entry_points_loaded
     for mod in METHOD_MODULES:
         importlib.import_module(mod)
+    if not _entry_points_loaded:
+        from harness.plugins import load_entry_points
+
+        load_entry_points(ENTRY_POINT_GROUP, REGISTRY, register, Method)
+        _entry_points_loaded = True  # after success: a broken plugin fails every call, not only the first
     return REGISTRY
 
 

@@ -7,7 +7,6 @@ gives exactly the numbers of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import os
 import time
@@ -22,6 +21,7 @@ from harness.compare import N_BOOT, SEED, bootstrap_ci
 from harness.errors import BenchError, ManifestError
 from harness.evaluate import ClipIO, ClipTask, EvalSpec, Evaluator, metric_applies
 from harness.methods import SETTINGS, Method
+from harness.plugins import absolute_specs, plugins_info
 from harness.store import RunStore, flatten_states
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, Metric, Protocol
 
@@ -40,7 +40,7 @@ class RunConfig:
     out: str
     methods: list[str]
     root: str | None = None
-    settings: list[str] = field(default_factory=lambda: list(SETTINGS))
+    settings: list[str] | None = None  # None: the split's default (harness.splits.settings_for), resolved at start
     metrics: list[str] | str = "all"
     clips: list[str] | None = None
     role: str = "test"
@@ -59,11 +59,13 @@ class RunConfig:
     plugins: list[str] = field(default_factory=list)
     write_videos: bool = True
     retry_failed: bool = False
+    shard: str | None = None  # "I/N": this run evaluates shard I of N (harness.shards); merge combines them
 
     def identity(self) -> dict[str, Any]:
         """The parts that define the numbers: a run folder holds one of these (executor etc. may change)."""
         return {k: getattr(self, k) for k in ("split", "methods", "settings", "metrics", "clips", "role",
-                                               "max_frames", "method_args", "metric_args", "seed", "n_boot")}
+                                               "max_frames", "method_args", "metric_args", "seed", "n_boot",
+                                               "shard")}
 
 
 def parse_method_args(items: list[str] | None, flag: str = "--method-arg", what: str = "METHOD"
@@ -88,9 +90,9 @@ def parse_method_args(items: list[str] | None, flag: str = "--method-arg", what:
 
 def select_clips(cfg: RunConfig) -> tuple[Any, list[Any], dict[str, Any]]:
     """(split, clips to evaluate (frame_range capped by max_frames), all clips by id)."""
-    from harness.splits import load_split
+    from harness.splits import load_split, materialize
 
-    split = load_split(cfg.split)
+    split = materialize(load_split(cfg.split), cfg.root)  # ids from an official list (voxceleb1), as `splits show`
     by_id = {c.clip_id: c for c in split.clips}
     if cfg.clips:
         missing = [c for c in cfg.clips if c not in by_id]
@@ -227,15 +229,42 @@ def record_done(rec: dict[str, Any] | None, method: Method, metrics: dict[str, M
 
 
 def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = True, console: Any = None) -> dict[str, Any]:
-    """Evaluate, write records as clips finish, then per_clip.csv and summary.json. Returns the summary."""
+    """Evaluate, write records as clips finish, then per_clip.csv and summary.json. Returns the summary.
+    Holds the folder's run.lock throughout: a second run into the same folder refuses (harness.store.RunLock)."""
+    from harness.shards import parse_shard
+    from harness.store import RunLock
+
+    parse_shard(cfg.shard)  # a bad --shard fails before anything is written
+    out = Path(cfg.out)
+    created = not out.exists()
+    lock = RunLock(out).acquire()
+    try:
+        if lock.took_over:
+            _say(console, f"took over a stale run.lock of pid {lock.took_over.get('pid')} on "
+                          f"{lock.took_over.get('host')} (that run is gone)")
+        return _run_benchmark(cfg, io_, progress, console)
+    finally:
+        lock.release()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run refused before writing anything leaves no empty folder behind
+
+
+def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: Any) -> dict[str, Any]:
     t_start = time.time()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for mod in cfg.plugins:
-        importlib.import_module(mod)
-    for s in cfg.settings:
-        if s not in SETTINGS:
-            raise BenchError(f"unknown setting {s!r}; known: {', '.join(SETTINGS)}")
+    from harness.plugins import load_plugins
+
+    load_plugins(cfg.plugins)  # module names or .py files; a broken one is a one-line PluginError
     split, clips, all_clips = select_clips(cfg)
+    from harness.splits import settings_for
+
+    settings, note = settings_for(split, clips, cfg.settings, SETTINGS)
+    cfg = dataclasses.replace(cfg, settings=settings)  # the resolved list is the run's identity
+    if note:
+        _say(console, note)
+    from harness.shards import shard_clips
+
+    clips = shard_clips(clips, cfg.shard)  # after settings_for: a shard runs the settings of the whole run
     device = resolve_device(cfg.device)
     methods, unavailable_methods = build_methods(cfg)
     metrics, unavailable_metrics = build_metrics(cfg, device)
@@ -267,7 +296,7 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
                     tasks.append(ClipTask(mname, s, c.clip_id))
     spec = EvalSpec(methods=method_specs(cfg, methods), metrics=metric_configs(metrics, cfg),
                     clips=all_clips, root=str(cfg.root) if cfg.root else "", fps=25.0, sample_rate=16000,
-                    device=device, batch_size=cfg.batch_size, write_videos=cfg.write_videos, plugins=list(cfg.plugins),
+                    device=device, batch_size=cfg.batch_size, write_videos=cfg.write_videos, plugins=absolute_specs(cfg.plugins),
                     env={k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)})
     _say(console, f"run {store.run_id}: {len(clips)} clip(s) x {len(cfg.settings)} setting(s) x {len(methods)} method(s); "
                   f"{n_skipped} finished earlier, {len(tasks)} to do ({cfg.executor})")
@@ -322,6 +351,7 @@ def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
 
     old = json.loads(json.dumps(prior.get("identity", {}), default=str))
     old.setdefault("metric_args", {})  # folders written before --metric-arg existed
+    old.setdefault("shard", None)  # ... and before --shard
     new = json.loads(json.dumps(cfg.identity(), default=str))
     if old != new:
         diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -383,20 +413,60 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
     summary: dict[str, Any] = {
         "run_id": store.run_id,
         "config": {**dataclasses.asdict(cfg), "clips_selected": clip_ids, "split_path": str(getattr(split, "path", "")),
+                   "split_sha256": manifest_sha256(getattr(split, "path", None)),
                    "data_root": str(_root_str(cfg.root))},
         **env,
         "started": None, "finished": None, "wall_s": None,
         "protocols": {n: p.to_dict() for n, p in protocols.items()},
         "metric_config": metric_configs(metrics, cfg),
         "unavailable": dict(unavailable_metrics),
-        "methods": {n: m.describe() for n, m in methods.items()},
+        "methods": {n: method_info(m) for n, m in methods.items()},
         "unavailable_methods": dict(unavailable_methods),
+        "plugins": plugins_info(cfg.plugins),
         "results": results,
         "clip_set": clip_sets,
         "failures": failures,
         "timings": timings,
     }
     return summary
+
+
+def manifest_sha256(path: Any) -> str | None:
+    """sha256 of the manifest file the clips came from (None for a split not read from a file)."""
+    import hashlib
+
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def method_info(m: Method) -> dict[str, Any]:
+    """Method.describe(), plus for a method run from its own repository (subprocess baselines expose
+    `repo()`) the repository path and its git commit, so a stored number names the code that made it."""
+    info = dict(m.describe())
+    repo_fn = getattr(m, "repo", None)
+    if callable(repo_fn):
+        repo = Path(repo_fn())
+        info["repo"] = str(repo)
+        info["repo_commit"] = git_commit(repo)
+    return info
+
+
+def git_commit(repo: Path) -> str | None:
+    """`git -C REPO rev-parse HEAD`, None when REPO is not (the top of) a git checkout or git is absent."""
+    import subprocess
+
+    if not repo.is_dir():
+        return None
+    try:
+        top = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel", "HEAD"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = top.stdout.split()
+    if top.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != repo.resolve():
+        return None  # not a checkout, or a plain folder inside someone else's checkout
+    return lines[1]
 
 
 def common_clip_set(recs: dict[str, dict[str, dict | None]], clip_ids: list[str]

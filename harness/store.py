@@ -8,6 +8,8 @@ import io
 import json
 import math
 import os
+import socket
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -77,6 +79,10 @@ class RunStore:
     @property
     def run_config_path(self) -> Path:
         return self.root / "run.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_NAME
 
     # records ---------------------------------------------------------------------------------------
     def read_record(self, method: str, setting: str, clip_id: str) -> dict[str, Any] | None:
@@ -149,6 +155,80 @@ class RunStore:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary_path, summary)
+
+
+LOCK_NAME = "run.lock"
+
+
+class RunLock:
+    """One writer per run folder: two `run`s into one folder would interleave records and summaries.
+
+    The lock file holds {pid, host, started} for the message a second run prints; exclusion itself is a
+    kernel flock on that file, which dies with its process, so a lock left by a killed run (kill -9, a lost
+    node) is taken over without guessing from pids (a reused pid cannot fake a live holder)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.path = self.root / LOCK_NAME
+        self._fd: int | None = None
+        self.took_over: dict[str, Any] | None = None  # the stale holder replaced, if any
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: run unlocked rather than not at all
+            return self
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise BenchError(
+                    f"another run is writing this folder (pid {holder.get('pid', '?')} on host "
+                    f"{holder.get('host', '?')}, since {holder.get('started', '?')})", self.root,
+                    hint=f"wait for it to finish, or use another --out; {LOCK_NAME} is released when that process ends")
+            try:  # the file may have been unlinked by its releasing holder between our open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        prior = _read_holder(fd)
+        self.took_over = prior or None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # unlink before unlocking: a waiter re-checks the inode
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = os.pread(fd, 4096, 0)
+        holder = json.loads(data.decode()) if data.strip() else {}
+    except (OSError, ValueError):
+        holder = {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def flatten_states(states: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

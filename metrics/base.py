@@ -118,16 +118,25 @@ class Metric(ABC):
 
 
 REGISTRY: dict[str, Callable[..., Metric]] = {}
+ORIGINS: dict[str, str] = {}  # name -> "built-in" | "--plugin X" | "entry point N (package version)"
+ENTRY_POINT_GROUP = "realtalk_bench.metrics"  # installed packages register metrics here (harness/plugins.py)
+_entry_points_loaded = False
 
 
 def register(cls: type[Metric]) -> type[Metric]:
     """Class decorator: adds a metric to the one registry under cls.name."""
+    from harness.plugins import origin_of
+
     if cls.name in REGISTRY:
-        raise ValueError(f"metric {cls.name!r} registered twice")
+        raise ValueError(f"metric {cls.name!r} registered twice ({ORIGINS.get(cls.name)} and {origin_of(cls)})")
     unknown = set(cls.needs) - NEEDS
     if unknown:
-        raise ValueError(f"metric {cls.name!r} needs unknown inputs {unknown}")
+        raise ValueError(f"metric {cls.name!r} needs unknown inputs {sorted(unknown)}; known: {sorted(NEEDS)}")
+    missing = set(cls.outputs) - set(cls.higher_is_better)
+    if missing:
+        raise ValueError(f"metric {cls.name!r}: higher_is_better lacks {sorted(missing)} (True, False or None each)")
     REGISTRY[cls.name] = cls
+    ORIGINS[cls.name] = origin_of(cls)
     return cls
 
 
@@ -139,11 +148,18 @@ def get_metric(name: str, **kwargs: Any) -> Metric:
 
 
 def load_all() -> dict[str, Callable[..., Metric]]:
-    """Import every metric module so its @register runs (modules list kept in metrics/__init__.py)."""
+    """Import every metric module so its @register runs (modules list kept in metrics/__init__.py), then the
+    installed plugins' entry points (group realtalk_bench.metrics)."""
     import importlib
 
     from metrics import METRIC_MODULES
 
+    global _entry_points_loaded
     for mod in METRIC_MODULES:
         importlib.import_module(mod)
+    if not _entry_points_loaded:  # installed plugins, once per process
+        from harness.plugins import load_entry_points
+
+        load_entry_points(ENTRY_POINT_GROUP, REGISTRY, register, Metric)
+        _entry_points_loaded = True  # after success: a broken plugin fails every call, not only the first
     return REGISTRY

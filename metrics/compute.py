@@ -15,6 +15,10 @@ import numpy as np
 from harness.errors import MediaError
 from metrics.base import ClipInput, Protocol, load_all
 
+MIN_FRAMES = 3  # a pair needs at least this many frames: velocity (F-LMD) and the track's smoothing need neighbours
+MAX_MISSING = 0.10  # generated frames the ground truth has and the generated video lacks (as the folder method)
+ASPECT_TOL = 0.01  # relative aspect-ratio difference still taken as "the same framing, another resolution"
+
 @dataclass
 class PairResult:
     values: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> value name -> value
@@ -48,16 +52,79 @@ def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
     from harness.faces.crop import crop_frames
     from harness.faces.clip import tracked_face_boxes
 
-    n = min(len(gen.frames), len(gt.frames))
-    if n == 0:
-        raise MediaError("no frames to compare", gen.path)
-    if gen.frames.shape[1:] != gt.frames.shape[1:]:
-        raise MediaError(f"generated frames {gen.frames.shape[1:]} differ from ground truth {gt.frames.shape[1:]}",
-                         gen.path)
+    gen_frames = fit_pair(gen.frames, gt.frames, gen.path, gt.path)
+    n = len(gen_frames)
     faces = clip_faces(gt, cache=not Path(gt.path).is_dir())
     ct = faces.crop_track
-    gen_crops = crop_frames(gen.frames[:n], ct) if len(ct.boxes) == n else crop_frames(gen.frames[:n], _cut(ct, n))
-    return AlignedPair(gen_crops, faces.crops[:n], gen.frames[:n], tracked_face_boxes(faces, n))
+    gen_crops = crop_frames(gen_frames, ct) if len(ct.boxes) == n else crop_frames(gen_frames, _cut(ct, n))
+    return AlignedPair(gen_crops, faces.crops[:n], gen_frames, tracked_face_boxes(faces, n))
+
+
+def fit_pair(gen: np.ndarray, gt: np.ndarray, gen_path: Any, gt_path: Any) -> np.ndarray:
+    """The generated frames made comparable with the ground truth's, by the stated rules (README, "Pairs that do
+    not match"): fewer than MIN_FRAMES frames on either side, or more than MAX_MISSING of the ground truth's frames
+    missing from the generated video, or another aspect ratio: MediaError; a shorter generated video within
+    MAX_MISSING is scored on the common frames, a longer one is cut, another resolution with the same aspect
+    ratio is resized to the ground truth's (each with a warning saying so)."""
+    import warnings
+
+    for frames, path, what in ((gt, gt_path, "ground truth"), (gen, gen_path, "generated video")):
+        if len(frames) < MIN_FRAMES:
+            raise MediaError(f"{what} has {len(frames)} frame(s); at least {MIN_FRAMES} are needed to score a pair",
+                             path)
+    n_gen, n_gt = len(gen), len(gt)
+    if n_gen < n_gt:
+        missing = n_gt - n_gen
+        if missing > MAX_MISSING * n_gt:
+            raise MediaError(f"generated video has {n_gen} frames, the ground truth {n_gt}: {missing} "
+                             f"({missing / n_gt:.0%}) missing, more than {MAX_MISSING:.0%}", gen_path)
+        warnings.warn(f"{gen_path}: {missing} frame(s) shorter than the ground truth ({n_gen} vs {n_gt}); "
+                      f"scored on the first {n_gen}", stacklevel=3)
+    elif n_gen > n_gt:
+        warnings.warn(f"{gen_path}: {n_gen - n_gt} frame(s) longer than the ground truth; cut to {n_gt}", stacklevel=3)
+    gen = gen[:min(n_gen, n_gt)]
+    (gh, gw), (th, tw) = gen.shape[1:3], gt.shape[1:3]
+    if (gh, gw) != (th, tw):
+        if abs(gw / gh - tw / th) > ASPECT_TOL * (tw / th):
+            raise MediaError(f"generated frames are {gw}x{gh}, the ground truth {tw}x{th}: another aspect ratio "
+                             "(a face crop scored against full frames?)", gen_path)
+        import cv2
+
+        interp = cv2.INTER_AREA if gw > tw else cv2.INTER_LINEAR
+        gen = np.stack([cv2.resize(f, (tw, th), interpolation=interp) for f in gen])
+        warnings.warn(f"{gen_path}: generated frames {gw}x{gh} resized to the ground truth's {tw}x{th}", stacklevel=3)
+    return gen
+
+
+SILENCE_DBFS = -60.0  # driving audio whose peak stays below this is silence: no speech to sync with
+
+
+def silent(audio: np.ndarray | None) -> str | None:
+    """Why the driving audio cannot drive a sync metric (silence), or None. Metrics that correlate the mouth with
+    the speech would divide by a zero envelope on silence; they say so instead."""
+    if audio is None or len(audio) == 0:
+        return None
+    peak = float(np.max(np.abs(audio)))
+    if peak <= 10 ** (SILENCE_DBFS / 20):
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
+        return f"the driving audio is silent (peak {level} dBFS, below {SILENCE_DBFS:g}): no speech to sync with"
+    return None
+
+
+def fit_audio(audio: np.ndarray, n_frames: int, fps: float, sample_rate: int, path: Any,
+              warn: bool = True) -> np.ndarray:
+    """The driving audio cut to the scored frames (a longer file is cut, with a warning saying by how much);
+    a shortfall follows harness.media.align_audio (zero-padded up to 0.1 s, else MediaError)."""
+    import warnings
+
+    from harness.media import align_audio
+
+    need = int(round(n_frames * sample_rate / fps))
+    extra = (len(audio) - need) / sample_rate
+    if warn and extra > 1.0 / fps:
+        warnings.warn(f"{path}: audio is {len(audio) / sample_rate:.2f}s, the {n_frames} scored frames "
+                      f"{need / sample_rate:.2f}s: cut to the frames ({extra:.2f}s dropped)", stacklevel=2)
+    return align_audio(audio, n_frames, fps, sample_rate, path=path)
 
 
 def _cut(ct: Any, n: int) -> Any:
@@ -93,6 +160,9 @@ def compute_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray 
             continue
         if "audio" in metric.needs and audio is None:
             out.unavailable[name] = "needs the driving audio (--audio, or a ground-truth video with sound)"
+            continue
+        if "audio" in metric.needs and silent(audio):
+            out.unavailable[name] = f"needs speech: {silent(audio)}"
             continue
         if "full_frames" in metric.needs and (gen_full is None or face_boxes is None):
             out.unavailable[name] = "needs the full generated frames and the ground truth's face boxes (aligned_pair)"

@@ -25,7 +25,9 @@ import numpy as np
 from harness import weights
 from harness.errors import MediaError, MetricUnavailable, NoFaceError
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
+from metrics.feature_cache import cached_features
 from metrics.frame_memo import FrameMemo
+from metrics.passes import PASSES
 
 ARCFACE_FILE = "w600k_r50.onnx"
 
@@ -37,7 +39,9 @@ def _largest_box(detector: Any, img: np.ndarray) -> Any | None:
 
 
 # identical frames (ground truth vs its own reference, static frames) are embedded once per process
-_EMBED_MEMO = FrameMemo()
+_EMBED_MEMO = FrameMemo(network="identity")
+# one loaded embedder per (backend, device) per process: scoring many generated videos loads the models once
+_EMBEDDERS: dict[tuple[str, str], Any] = {}
 
 
 class _DlibEmbedder:
@@ -174,7 +178,11 @@ class CSIM(Metric):
             ok, why = self.availability()
             if not ok:
                 raise MetricUnavailable(f"CSIM ({self.backend}) unavailable: {why}")
-            self._embedder = _DlibEmbedder() if self.backend == "dlib" else _ArcFaceEmbedder(self.device)
+            key = (self.backend, str(self.device))
+            if key not in _EMBEDDERS:
+                _EMBEDDERS[key] = _DlibEmbedder() if self.backend == "dlib" else _ArcFaceEmbedder(self.device)
+                PASSES.load("identity")
+            self._embedder = _EMBEDDERS[key]
         return self._embedder
 
     def protocol(self) -> Protocol:
@@ -212,13 +220,28 @@ class CSIM(Metric):
         found = np.array([bool(r[1]) for r in rows])
         return emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12), found
 
+    def reference_embedding(self, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """embed(ref[None]) through the on-disk feature cache (metrics/feature_cache.py): the identity reference
+        is a ground-truth frame, embedded once ever for this protocol, weights and device type."""
+        proto = self.protocol()
+        fp = {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "backend": self.backend,
+              "device": str(self.device).split(":")[0]}
+
+        def compute() -> dict[str, np.ndarray]:
+            emb, found = self.embed(ref[None])
+            return {"embedding": emb, "found": found}
+
+        hit = cached_features("gtidentity", ref, fp, compute)
+        assert hit is not None
+        return hit["embedding"], hit["found"].astype(bool)
+
     def compute_clip(self, clip: ClipInput) -> ClipResult:
         ref = clip.identity
         if ref is None:
             if clip.ground_truth is None:
                 raise MediaError(f"{clip.clip_id}: CSIM needs an identity reference (or ground truth)")
             ref = clip.ground_truth[0]
-        ref_emb, ref_found = self.embed(np.asarray(ref)[None])
+        ref_emb, ref_found = self.reference_embedding(np.asarray(ref))
         if not ref_found[0]:
             raise MediaError(f"clip {clip.clip_id}: no face detected in the CSIM identity reference frame")
         emb, found = self.embed(clip.generated)

@@ -28,7 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness import weights
+from metrics.feature_cache import cached_features
 from metrics.frame_memo import FrameMemo
+from metrics.passes import PASSES
 from metrics.base import ClipInput, Metric, Protocol, register
 from metrics.frechet import fid_from_features
 
@@ -90,6 +92,7 @@ def load_network(backend: str, device: str = "cpu") -> Any:
     if key in _NETS:
         return _NETS[key]
     path = weights.require(_weights_key(backend))
+    PASSES.load("inception")
     if backend == "pytorch-fid":
         sd = torch.load(path, map_location="cpu", weights_only=True)
         inner = build_pytorch_fid_inception(sd).to(device)
@@ -116,7 +119,7 @@ def preprocess(frames: np.ndarray, device: str = "cpu") -> Any:
     return 2.0 * x - 1.0
 
 
-_FEATURE_MEMO = FrameMemo()
+_FEATURE_MEMO = FrameMemo(network="inception")
 
 
 def inception_features(frames: np.ndarray, backend: str | None = None, batch_size: int = 32,
@@ -184,13 +187,29 @@ class FID(Metric):
                       "note": "biased upwards with few frames; compare only at equal frame counts"},
         )
 
+    def cache_fingerprint(self) -> dict[str, Any]:
+        """What the ground-truth features depend on besides the frames: protocol, weights, backend, device type
+        (CPU and GPU results differ in float rounding, so they are kept apart)."""
+        proto = self.protocol()
+        return {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "backend": self.backend,
+                "device": str(self.device).split(":")[0]}
+
     def clip_state(self, clip: ClipInput) -> dict[str, np.ndarray]:
+        """Generated and ground-truth features; the ground truth's come from the on-disk feature cache
+        (metrics/feature_cache.py) after the first time any process saw those frames. Generated frames
+        are looked up there too (a reference method replays the ground truth) but never stored."""
         from harness.errors import MediaError
 
         if clip.ground_truth is None:
             raise MediaError(f"clip {clip.clip_id}: FID needs the real crops as its reference set")
-        return {"generated": inception_features(clip.generated, self.backend, self.batch_size, self.device),
-                "ground_truth": inception_features(clip.ground_truth, self.backend, self.batch_size, self.device)}
+        fp = self.cache_fingerprint()
+
+        def features(frames: np.ndarray) -> dict[str, np.ndarray]:
+            return {"features": inception_features(frames, self.backend, self.batch_size, self.device)}
+
+        gt = cached_features("gtinception", np.asarray(clip.ground_truth), fp, lambda: features(clip.ground_truth))
+        gen = cached_features("gtinception", np.asarray(clip.generated), fp, None) or features(clip.generated)
+        return {"generated": gen["features"], "ground_truth": gt["features"]}
 
     def aggregate(self, states: list[dict[str, np.ndarray]]) -> dict[str, float]:
         gen = np.concatenate([s["generated"] for s in states]).astype(np.float64)

@@ -13,7 +13,7 @@ from metrics.frame_memo import FrameMemo
 
 BACKENDS = ("dlib", "fan")
 WEIGHTS_KEYS = {"dlib": "dlib_landmarks68", "fan": "fan_2d"}
-_MEMO = FrameMemo()
+_MEMO = FrameMemo(network="landmarks")
 
 
 class LandmarkSource:
@@ -30,6 +30,11 @@ class LandmarkSource:
 
     @property
     def weights_key(self) -> str:
+        """The file the landmarker loads: for fan, the state dict or the TorchScript zip (whichever is there)."""
+        if self.backend == "fan":
+            from harness.faces.landmarks import fan_weights_key
+
+            return fan_weights_key()
         return WEIGHTS_KEYS[self.backend]
 
     def availability(self) -> tuple[bool, str]:

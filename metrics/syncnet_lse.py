@@ -20,6 +20,7 @@ from its int16 wav. LSE-offset (frames, signed, informational) is the reference'
 from __future__ import annotations
 
 import math
+import os
 
 import cv2
 import numpy as np
@@ -27,6 +28,8 @@ import torch
 
 from harness import weights
 from harness.errors import MediaError, MetricUnavailable
+from metrics.feature_cache import cached_features
+from metrics.passes import PASSES, content_key
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.syncnet_crop import CROP_SCALE, MEDIAN_KERNEL, PAD_VALUE, syncnet_crops
 from metrics.syncnet_model import SyncNetV2, load_syncnet
@@ -76,17 +79,47 @@ def n_windows(n_frames: int, n_samples: int) -> int:
 
 
 @torch.no_grad()
+def video_features(net: SyncNetV2, video: torch.Tensor, n_win: int, batch_size: int,
+                   device: str = "cpu") -> torch.Tensor:
+    """Video embeddings [n_win, D] of 5-frame windows v = 0..n_win-1 (float32, on CPU)."""
+    im_feat = []
+    for s in range(0, n_win, batch_size):
+        vs = range(s, min(n_win, s + batch_size))
+        im_feat.append(net.forward_lip(torch.stack([video[:, v : v + WIN_FRAMES] for v in vs]).to(device)).cpu())
+    return torch.cat(im_feat)
+
+
+@torch.no_grad()
+def audio_features(net: SyncNetV2, mfcc: torch.Tensor, n_win: int, batch_size: int,
+                   device: str = "cpu") -> torch.Tensor:
+    """Audio embeddings [n_win, D] of 20-step MFCC windows starting at 4v (float32, on CPU)."""
+    cc_feat = []
+    for s in range(0, n_win, batch_size):
+        vs = range(s, min(n_win, s + batch_size))
+        cc = torch.stack([mfcc[None, :, MFCC_PER_FRAME * v : MFCC_PER_FRAME * v + WIN_MFCC] for v in vs]).to(device)
+        cc_feat.append(net.forward_aud(cc).cpu())
+    return torch.cat(cc_feat)
+
+
 def embed_windows(net: SyncNetV2, video: torch.Tensor, mfcc: torch.Tensor, n_win: int, batch_size: int,
                   device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Video and audio embeddings [n_win, D] of windows v = 0..n_win-1 (float32, on CPU)."""
-    im_feat, cc_feat = [], []
-    for s in range(0, n_win, batch_size):
-        vs = range(s, min(n_win, s + batch_size))
-        im = torch.stack([video[:, v : v + WIN_FRAMES] for v in vs]).to(device)
-        cc = torch.stack([mfcc[None, :, MFCC_PER_FRAME * v : MFCC_PER_FRAME * v + WIN_MFCC] for v in vs]).to(device)
-        im_feat.append(net.forward_lip(im).cpu())
-        cc_feat.append(net.forward_aud(cc).cpu())
-    return torch.cat(im_feat), torch.cat(cc_feat)
+    return (video_features(net, video, n_win, batch_size, device),
+            audio_features(net, mfcc, n_win, batch_size, device))
+
+
+# one loaded network per (weights file, device) per process: many generated videos, one load
+_NETS: dict[tuple[str, int, int, str], SyncNetV2] = {}
+
+
+def shared_net(path: "str | os.PathLike[str]", device: str = "cpu") -> SyncNetV2:
+    """load_syncnet, once per process per (file identity, device)."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns, str(device))
+    if key not in _NETS:
+        _NETS[key] = load_syncnet(path, device=device)
+        PASSES.load("syncnet")
+    return _NETS[key]
 
 
 def offset_distances(im_feat: torch.Tensor, cc_feat: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
@@ -136,7 +169,7 @@ class SyncNetLSE(Metric):
             ok, why = self.availability()
             if not ok:
                 raise MetricUnavailable(f"SyncNet unavailable: {why}", weights.check("syncnet_v2")[1])
-            self._net = load_syncnet(weights.require("syncnet_v2"), device=self.device)
+            self._net = shared_net(weights.require("syncnet_v2"), device=self.device)
         return self._net
 
     def protocol(self) -> Protocol:
@@ -159,17 +192,37 @@ class SyncNetLSE(Metric):
                  clip_id: str = "") -> dict[str, float | int | np.ndarray]:
         """The reference evaluate() on in-memory frames/audio; also returns the per-offset distances."""
         video = frames_to_input(frames)
-        mfcc = mfcc_input(audio, sample_rate)
+        if sample_rate != SAMPLE_RATE:
+            raise MediaError(f"SyncNet protocol needs {SAMPLE_RATE} Hz audio, got {sample_rate}")
         n_win = n_windows(video.shape[1], len(audio))
         if n_win < 1:
             raise MediaError(f"{clip_id}: SyncNet needs at least {WIN_FRAMES + 1} frames of video and audio, "
                              f"got {video.shape[1]} frames / {len(audio)} samples")
-        im_feat, cc_feat = embed_windows(self.net(), video, mfcc, n_win, self.batch_size, self.device)
+        net = self.net()
+        im_feat = video_features(net, video, n_win, self.batch_size, self.device)
+        PASSES.record("syncnet_video", [content_key(np.asarray(frames))], n=n_win)
+        cc_feat = self.driving_audio_features(net, audio, n_win)
         dists = offset_distances(im_feat, cc_feat)
         out = lse_from_distances(dists)
         out["dists"] = dists.numpy()
         out["n_windows"] = n_win
         return out
+
+    def driving_audio_features(self, net: SyncNetV2, audio: np.ndarray, n_win: int) -> torch.Tensor:
+        """Audio embeddings of the driving audio through the on-disk feature cache (metrics/feature_cache.py):
+        keyed by the audio samples' content, the protocol, the weights and the window count."""
+        proto = self.protocol()
+        fp = {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "n_windows": n_win,
+              "device": str(self.device).split(":")[0]}
+
+        def compute() -> dict[str, np.ndarray]:
+            PASSES.record("syncnet_audio", [content_key(np.asarray(audio))], n=n_win)
+            mfcc = mfcc_input(audio, SAMPLE_RATE)
+            return {"features": audio_features(net, mfcc, n_win, self.batch_size, self.device).numpy()}
+
+        hit = cached_features("gtsyncaudio", np.asarray(audio), fp, compute)
+        assert hit is not None
+        return torch.from_numpy(hit["features"])
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:
         if clip.audio is None:

@@ -4,6 +4,23 @@
 value is ours and marked (ours) below. "small" is the same architecture narrowed for CPU work
 (tests, the demo checkpoint). Face-model dimensions (n_id/n_exp/n_pose) are filled in from the face model
 actually used (`with_face_model`) and saved in every checkpoint, so a checkpoint rebuilds itself.
+
+Readings of the paper that are ours (the paper does not fix them; README "RealTalk: paper readings"):
+- A2E history: N expressions of the clip drawn at random outside the target window, sorted, in training AND
+  inference (the paper's "randomly selected during training and inference"; realtalk.data.sample_history).
+- A2E position codes: time-consistent periodic sinusoids (audio token i at i / tokens_per_frame frames,
+  query t at t, period ppe_period = 50 frames > the window) plus a learned modality embedding (ours).
+- A2E decoder: the T queries are decoded at once (no causal mask); windows overlap by `overlap` frames at
+  inference and the shared frames are crossfaded linearly (ours: stride T - overlap = 12).
+- Renderer decoder: 5 FIA modules, one per level 1/16, 1/8, 1/4, 1/2, 1/1 (the figure's count as we read it);
+  AdaIN replaces the norms INSIDE each residual block of a FIA module (scale/bias from the 3-layer MLP of
+  [alpha, beta, rho]), not a separate layer after it; skip connections from the masked-source encoder at
+  the same level are concatenated and fused by a 1x1 conv; cross-attention to the reference at 1/16 and
+  1/8 only; all widths and head counts.
+- Adversarial loss: LSGAN (least squares) PatchGAN instead of the paper's log (non-saturating) GAN loss,
+  for stabler short training (realtalk/losses.py).
+- small preset only: the renderer edits the reference warped to the target expression by its landmarks
+  (output = "warp_residual", realtalk/warp.py) -- a CPU-scale prior, not in the paper.
 """
 from __future__ import annotations
 
@@ -17,19 +34,20 @@ class A2EConfig:
     """Audio-to-expression transformer (paper Sec. 3.1)."""
 
     audio_dim: int = 80  # log-mel bins ("logmel" featurizer); 1024 for HuBERT-large
-    tokens_per_frame: int = 2  # 50 Hz audio tokens at 25 fps -> l = 2T
+    tokens_per_frame: int = 2  # audio tokens per video frame, set from the featurizer (with_featurizer): 50 Hz at 25 fps -> l = 2T
     n_id: int = 80  # alpha (shape) dim, BFM/Deep3DFaceRecon
     n_exp: int = 64  # beta (expression) dim
     n_pose: int = 6  # rho: 3 rotation + 3 translation
     T: int = 16  # frames predicted per window (paper)
-    n_history: int = 16  # N historical expressions (paper)
+    n_history: int = 16  # N historical expressions (paper), drawn at random outside the window (data.sample_history)
+    overlap: int = 4  # (ours) inference: frames shared by consecutive windows, crossfaded linearly (stride T - overlap)
     d_model: int = 256  # (ours) token width
     n_heads: int = 4  # (ours)
     n1: int = 4  # (ours) cross-modal self-attention layers -> memory Z
     n2: int = 4  # (ours) temporal cross-attention (decoder) layers
     ff_mult: int = 4  # (ours) feed-forward width = ff_mult * d_model
     dropout: float = 0.1  # (ours)
-    ppe_period: int = 25  # (ours) FaceFormer-style periodic positional encoding period, 1 s at 25 fps
+    ppe_period: int = 50  # (ours) period (video frames) of the time-consistent periodic codes: 2 s, > the window T
     use_shape: bool = True  # Table 5 ablation switch: alpha token
     use_history: bool = True  # Table 5 ablation switch: N history tokens
     mouth_weight: float = 0.1  # loss = MSE(beta) + 0.1 * mouth-vertex MSE (paper)
@@ -58,7 +76,8 @@ class RendererConfig:
     attn_dim: int = 256  # (ours) q/k/v width of the FIA cross-attention
     mlp_hidden: int = 256  # (ours) hidden width of the 3-layer [alpha,beta,rho] -> AdaIN MLP
     groups: int = 8  # GroupNorm groups in the encoder (per-sample norm: batch-size independent)
-    output: str = "sigmoid"  # F_d in [0,1]; "ref_residual" (ours): sigmoid(logit(reference) + head), see renderer.py
+    output: str = "sigmoid"  # F_d in [0,1]; "ref_residual" (ours): sigmoid(logit(reference) + head); "warp_residual"
+    # (ours): the same on the reference warped to the target expression by its landmarks (realtalk/warp.py)
 
 
 @dataclass
@@ -112,6 +131,11 @@ class RealTalkConfig:
     def with_audio_dim(self, audio_dim: int) -> "RealTalkConfig":
         return dataclasses.replace(self, a2e=dataclasses.replace(self.a2e, audio_dim=audio_dim))
 
+    def with_featurizer(self, featurizer: Any) -> "RealTalkConfig":
+        """Copy with the featurizer's token width and tokens per video frame (never assumed to be 2)."""
+        return dataclasses.replace(self, a2e=dataclasses.replace(
+            self.a2e, audio_dim=int(featurizer.dim), tokens_per_frame=int(featurizer.tokens_per_frame)))
+
 
 def paper() -> RealTalkConfig:
     return RealTalkConfig(name="paper")
@@ -119,14 +143,16 @@ def paper() -> RealTalkConfig:
 
 def small() -> RealTalkConfig:
     """Same architecture, narrow: ~1-3 M parameters per network, for CPU training and tests. Its renderer
-    edits the reference frame (output="ref_residual") and the adversarial term starts after 100 steps: with
-    minutes of CPU training a plain sigmoid head still paints a flat blob over the mouth (measured: 150 steps,
-    held-out masked-region L1 0.179), while the residual head starts from the reference's face (0.094)."""
+    edits the reference frame warped to the target expression (output="warp_residual", ours) and the
+    adversarial term starts after 100 steps: with minutes of CPU training a plain sigmoid head still paints a
+    flat blob over the mouth (measured: 150 steps, held-out masked-region L1 0.179), a residual head on the
+    unwarped reference keeps the reference's mouth (held-out mouth-opening r -0.08, issue 14), while the
+    warped reference opens and closes the lips as the predicted expression says before any training."""
     return RealTalkConfig(
         name="small",
         a2e=A2EConfig(d_model=128, n_heads=4, n1=2, n2=2, ff_mult=2, dropout=0.0),
         renderer=RendererConfig(stem=16, enc_channels=(24, 48, 96, 128), dec_channels=(128, 96, 48, 24, 16),
-                                attn_heads=4, attn_dim=64, mlp_hidden=64, groups=4, output="ref_residual"),
+                                attn_heads=4, attn_dim=64, mlp_hidden=64, groups=4, output="warp_residual"),
         train=TrainConfig(a2e_lr=3e-4, renderer_lr=1e-4, disc_lr=1e-4, a2e_batch=8, renderer_batch=2,
                           disc_channels=16, disc_layers=3, adv_start=100, log_every=5, ckpt_every=100),
     )

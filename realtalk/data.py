@@ -1,16 +1,16 @@
 """Training data for both stages, built from a split's TRAIN clips.
 
 Per clip: 256 face crops (harness.faces, cached there), 3D coefficients alpha/beta/rho
-(realtalk.coefficients, cached there), and audio tokens (realtalk.audio_features, 2 per frame; cached
+(realtalk.coefficients, cached there), and audio tokens (realtalk.audio_features, featurizer.tokens_per_frame per frame; cached
 here through harness.cache). `max_frames` bounds the frames per clip (CPU demo training).
 
-A2E samples: a window of T frames at t0: audio tokens [2T, A], alpha, beta[t0:t0+T], and N history
-expressions = beta[t0-N:t0] (teacher forcing). Where t0 < N, and for a fraction `p_source_history` of the
-others, the history is instead N frames of the clip sampled at random and kept in time order -- the
-"historical expressions sampled from the source" the paper uses for the first window at inference
-(inference uses N evenly spaced source frames; see inference.py).
-Renderer samples: frame t (target and, masked, source), a random other frame of the clip as reference,
-alpha, beta_t, rho_t.
+A2E samples: a window of T frames at t0: audio tokens [tpf*T, A] (tpf = the featurizer's tokens_per_frame),
+alpha, beta[t0:t0+T], and N historical expressions "randomly selected during training and inference"
+(paper): N frames of the clip drawn at random without replacement from the frames OUTSIDE the target
+window, in time order (`sample_history`, the same function inference uses, so training and inference see
+the same distribution; with replacement only when the clip has fewer than N such frames).
+Renderer samples: frame t (target and, masked, source), a random other frame r of the clip as reference,
+alpha, beta_t, rho_t, and beta_r, rho_r (the reference's own coefficients, for the warp prior).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class ClipData:
     alpha: np.ndarray  # [n_id]
     beta: np.ndarray  # [T,n_exp]
     rho: np.ndarray  # [T,n_pose]
-    audio: np.ndarray  # [2T, A] audio tokens
+    audio: np.ndarray  # [tpf*T, A] audio tokens (tpf = featurizer.tokens_per_frame)
 
     def __len__(self) -> int:
         return len(self.beta)
@@ -51,7 +51,7 @@ def fit_tokens(feats: np.ndarray, n_frames: int, per_frame: int = 2) -> np.ndarr
 
 
 def audio_tokens(audio: np.ndarray, n_frames: int, featurizer: Any, key_params: dict | None = None) -> np.ndarray:
-    """featurizer.features(audio) fitted to 2*n_frames tokens, cached by the audio bytes + featurizer."""
+    """featurizer.features(audio) fitted to tokens_per_frame*n_frames tokens, cached by the audio bytes + featurizer."""
     import hashlib
 
     cache = default_cache()
@@ -59,7 +59,7 @@ def audio_tokens(audio: np.ndarray, n_frames: int, featurizer: Any, key_params: 
     key = make_key("audiotok", DATA_VERSION, featurizer=featurizer.name, dim=featurizer.dim, audio=digest,
                    n=n_frames, **(key_params or {}))
     arrays = cache.arrays(key, lambda: {"x": np.asarray(featurizer.features(audio), np.float32)})
-    return fit_tokens(arrays["x"], n_frames, getattr(featurizer, "tokens_per_frame", 2))
+    return fit_tokens(arrays["x"], n_frames, int(featurizer.tokens_per_frame))
 
 
 def load_clip_data(entry: Any, root: str | Path | None, face_model: Any, featurizer: Any,
@@ -111,24 +111,33 @@ def load_split_data(split: str, root: str | Path | None, face_model: Any, featur
     return out
 
 
+def sample_history(n_frames: int, window: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """N sorted frame indices of an n_frames clip, at random, none in `window` (the frames being predicted).
+    A clip no longer than the window (a 16-frame source) has no frame outside it: then all its frames are
+    the pool (in reconstruction the history then holds target frames; counted nowhere else, so said here)."""
+    if n_frames <= 0:
+        raise ValueError("no frame to take history from (empty clip)")
+    pool = np.setdiff1d(np.arange(n_frames), np.asarray(window, np.int64))
+    if len(pool) == 0:
+        pool = np.arange(n_frames)
+    return np.sort(rng.choice(pool, size=n, replace=len(pool) < n))
+
+
 class A2EWindows:
     """Random A2E windows over a list of clips (sampling with a numpy Generator: reproducible)."""
 
-    def __init__(self, clips: list[ClipData], T: int = 16, n_history: int = 16, p_source_history: float = 0.1):
+    def __init__(self, clips: list[ClipData], T: int = 16, n_history: int = 16, tokens_per_frame: int = 2):
         self.clips = [c for c in clips if len(c) >= T + 1]
         if not self.clips:
             raise ValueError(f"no clip has more than {T} frames")
-        self.T, self.N, self.p_src = T, n_history, p_source_history
+        self.T, self.N, self.tpf = T, n_history, int(tokens_per_frame)
         self.weights = np.array([len(c) - T + 1 for c in self.clips], np.float64)
         self.weights /= self.weights.sum()
 
     def item(self, ci: int, t0: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        c, T, N = self.clips[ci], self.T, self.N
-        if t0 >= N and rng.random() >= self.p_src:
-            hist = c.beta[t0 - N:t0]
-        else:
-            hist = c.beta[np.sort(rng.choice(len(c), size=N, replace=len(c) < N))]
-        return {"audio": c.audio[2 * t0:2 * (t0 + T)], "alpha": c.alpha, "beta": c.beta[t0:t0 + T], "history": hist}
+        c, T, N, k = self.clips[ci], self.T, self.N, self.tpf
+        hist = c.beta[sample_history(len(c), np.arange(t0, t0 + T), N, rng)]
+        return {"audio": c.audio[k * t0:k * (t0 + T)], "alpha": c.alpha, "beta": c.beta[t0:t0 + T], "history": hist}
 
     def batch(self, b: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         items = []
@@ -153,7 +162,7 @@ class RendererFrames:
         self.weights /= self.weights.sum()
 
     def batch(self, b: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        tgt, ref, alpha, beta, rho = [], [], [], [], []
+        tgt, ref, alpha, beta, rho, rbeta, rrho = [], [], [], [], [], [], []
         for _ in range(b):
             c = self.clips[int(rng.choice(len(self.clips), p=self.weights))]
             t = int(rng.integers(len(c)))
@@ -161,6 +170,7 @@ class RendererFrames:
             r = r + 1 if r >= t else r
             tgt.append(c.crops[t]); ref.append(c.crops[r])
             alpha.append(c.alpha); beta.append(c.beta[t]); rho.append(c.rho[t])
+            rbeta.append(c.beta[r]); rrho.append(c.rho[r])
         f = lambda xs: torch.from_numpy(np.stack(xs)).float()  # noqa: E731
         return {"target": to_image(np.stack(tgt)), "reference": to_image(np.stack(ref)),
-                "alpha": f(alpha), "beta": f(beta), "rho": f(rho)}
+                "alpha": f(alpha), "beta": f(beta), "rho": f(rho), "ref_beta": f(rbeta), "ref_rho": f(rrho)}

@@ -4,11 +4,15 @@ Steps: face crops (harness.faces.clip_faces) -> 3D coefficients (realtalk.coeffi
 expressions predicted window by window (T = 16 frames) -> mask -> renderer with the source's FIRST crop as
 the reference -> paste the generated region back into the full frames.
 
+History (paper: "randomly selected during training and inference"): each window's N historical expressions
+are N of the source clip's fitted expressions drawn at random outside the source frames the window shows,
+in time order -- realtalk.data.sample_history, exactly as in training; seeded per window
+(default_rng([HISTORY_SEED, window])), so a rerun gives the same frames. No prediction is fed back.
+
 Choices the paper leaves open (ours):
-- History: the first window's N historical expressions are N evenly spaced frames of the source clip's
-  fitted expressions (the paper samples them from the source; evenly spaced, not the first N frames, so
-  a reconstruction run does not hand the first window its own ground truth); every later window uses
-  the previous window's predictions.
+- Windows overlap by cfg.a2e.overlap frames (default 4 of 16: stride 12) and the expressions of the shared
+  frames are crossfaded linearly (weights (m+1)/(O+1) rising, (O-m)/(O+1) falling, summing to 1), so the
+  mouth does not jump at each window boundary. Both paths blend through the same per-frame function.
 - Audio longer than the source: source frames are reused ping-pong (0..n-1, n-2..0, ...).
 - Mask: min of the lower-face masks of the source frame's expression and of the predicted expression
   (both with the source pose), so the region generated covers both mouths.
@@ -32,7 +36,7 @@ from torch import Tensor
 
 from realtalk.a2e import AudioToExpression
 from realtalk.config import RealTalkConfig
-from realtalk.data import fit_tokens, to_image
+from realtalk.data import fit_tokens, sample_history, to_image
 from realtalk.renderer import Renderer
 
 
@@ -61,11 +65,68 @@ def pingpong_index(i: int, n: int) -> int:
     return k if k < n else period - k
 
 
-def history_from_source(beta: np.ndarray | Tensor, n: int) -> Tensor:
-    """N evenly spaced source expressions, in time order ([N, n_exp])."""
-    beta = torch.as_tensor(beta)
-    idx = np.linspace(0, len(beta) - 1, n).round().astype(int)
-    return beta[idx]
+HISTORY_SEED = 0
+
+
+def window_starts(n_frames: int, T: int, overlap: int) -> list[int]:
+    """First frame of each window: stride T - overlap, the last window reaching past n_frames - 1."""
+    stride = T - overlap
+    if stride <= 0:
+        raise ValueError(f"overlap {overlap} must be smaller than the window T={T}")
+    k = 1 if n_frames <= T else math.ceil((n_frames - T) / stride) + 1
+    return [i * stride for i in range(k)]
+
+
+def window_weights(T: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """[T] crossfade weights of one window: linear ramps over the overlapped frames (none at the clip ends)."""
+    j = np.arange(T, dtype=np.float64)
+    w = np.ones(T)
+    if overlap > 0:
+        if not first:
+            w = np.minimum(w, (j + 1) / (overlap + 1))
+        if not last:
+            w = np.minimum(w, (T - j) / (overlap + 1))
+    return w
+
+
+class WindowedExpressions:
+    """Per-frame expressions of an n_frames output from overlapping A2E windows, computed lazily (the
+    streaming path asks frame by frame, the batched one for all); every frame is blended the same way."""
+
+    def __init__(self, pipe: "RealTalkPipeline", src: "Source", tokens: Tensor, n_frames: int):
+        c = pipe.cfg.a2e
+        self.pipe, self.src, self.tokens, self.n = pipe, src, tokens, n_frames
+        self.T, self.O = c.T, c.overlap
+        self.starts = window_starts(n_frames, c.T, c.overlap)
+        K = len(self.starts)
+        self.weights = [torch.as_tensor(window_weights(c.T, c.overlap, k == 0, k == K - 1), dtype=torch.float32,
+                                        device=pipe.device) for k in range(K)]
+        self._pred: dict[int, Tensor] = {}
+
+    def history(self, k: int) -> Tensor:
+        c, s0 = self.pipe.cfg.a2e, self.starts[k]
+        shown = [pingpong_index(i, len(self.src)) for i in range(s0, s0 + self.T)]
+        idx = sample_history(len(self.src), np.asarray(shown), c.n_history, np.random.default_rng([HISTORY_SEED, k]))
+        return self.src.beta[torch.as_tensor(idx, device=self.src.beta.device)]
+
+    def window(self, k: int) -> Tensor:
+        if k not in self._pred:
+            self._pred[k] = self.pipe.predict_window(self.tokens, self.starts[k], self.src.alpha, self.history(k))
+        return self._pred[k]
+
+    def frame(self, i: int) -> Tensor:
+        """[n_exp] at output frame i: weighted mean over the (one or two) windows covering it."""
+        acc, wsum = None, 0.0
+        for k, s0 in enumerate(self.starts):
+            if s0 <= i < s0 + self.T:
+                w = self.weights[k][i - s0]
+                term = w * self.window(k)[i - s0]
+                acc = term if acc is None else acc + term
+                wsum = wsum + w
+        return acc / wsum
+
+    def frames(self, ids: list[int]) -> Tensor:
+        return torch.stack([self.frame(i) for i in ids])
 
 
 class RealTalkPipeline:
@@ -138,33 +199,25 @@ class RealTalkPipeline:
                       rho=torch.as_tensor(coeffs.rho, dtype=torch.float32, device=dev), ref_feats=ref_feats)
 
     def audio_tokens(self, audio: np.ndarray, n_frames: int) -> Tensor:
-        """[2 * T * n_windows, A] tokens covering n_frames rounded up to whole windows (edge padded)."""
-        T = self.cfg.a2e.T
-        n_pad = math.ceil(n_frames / T) * T
+        """[tpf * n_pad, A] tokens covering n_frames up to the last window's end (edge padded)."""
+        c = self.cfg.a2e
+        n_pad = window_starts(n_frames, c.T, c.overlap)[-1] + c.T
         feats = np.asarray(self.featurizer.features(np.asarray(audio, np.float32)), np.float32)
-        tokens = fit_tokens(fit_tokens(feats, n_frames, self.cfg.a2e.tokens_per_frame), n_pad,
-                            self.cfg.a2e.tokens_per_frame)
+        tokens = fit_tokens(fit_tokens(feats, n_frames, c.tokens_per_frame), n_pad, c.tokens_per_frame)
         return torch.from_numpy(tokens).to(self.device)
 
     # ------------------------------------------------------------------------------------------ A2E
     @torch.no_grad()
-    def predict_window(self, tokens: Tensor, k: int, alpha: Tensor, history: Tensor) -> Tensor:
-        """Expressions [T, n_exp] of window k from its 2T audio tokens and the N-frame history."""
+    def predict_window(self, tokens: Tensor, start: int, alpha: Tensor, history: Tensor) -> Tensor:
+        """Expressions [T, n_exp] of the window starting at frame `start` from its audio tokens and history."""
         c = self.cfg.a2e
-        lo = 2 * c.T * k
+        lo = c.tokens_per_frame * start
         return self.a2e(tokens[lo:lo + c.n_audio_tokens][None], alpha, history[None])[0]
 
     @torch.no_grad()
     def expressions(self, src: Source, tokens: Tensor, n_frames: int) -> Tensor:
-        """[n_frames, n_exp]: window by window, history = source samples first, then previous predictions."""
-        c = self.cfg.a2e
-        hist = history_from_source(src.beta, c.n_history).to(self.device)
-        out = []
-        for k in range(math.ceil(n_frames / c.T)):
-            pred = self.predict_window(tokens, k, src.alpha, hist)
-            out.append(pred)
-            hist = _next_history(hist, pred, c.n_history)
-        return torch.cat(out)[:n_frames]
+        """[n_frames, n_exp]: overlapping windows, crossfaded (WindowedExpressions)."""
+        return WindowedExpressions(self, src, tokens, n_frames).frames(list(range(n_frames)))
 
     # ------------------------------------------------------------------------------------------ renderer
     @torch.no_grad()
@@ -187,22 +240,23 @@ class RealTalkPipeline:
         """(I_hat [b,3,H,W] in [0,1], mask [b,1,H,W]) for output frames whose source frames are idx."""
         mask = self.masks(src, idx, beta_pred)
         alpha = src.alpha.expand(len(idx), -1)
-        i_hat, _ = self.renderer(src.crops[idx], None, mask, alpha, beta_pred, src.rho[idx], ref_feats=src.ref_feats)
+        warped = None
+        if self.cfg.renderer.output == "warp_residual":  # the reference (first crop) warped to the prediction
+            from realtalk.warp import warp_reference
+
+            # frame by frame, as the masks: batch-size-dependent GEMM rounding would make the paths differ
+            warped = torch.cat([warp_reference(self.fm, src.crops[:1], src.alpha, src.beta[:1], src.rho[:1],
+                                               beta_pred[j:j + 1], src.rho[s:s + 1]) for j, s in enumerate(idx)])
+        i_hat, _ = self.renderer(src.crops[idx], None, mask, alpha, beta_pred, src.rho[idx], ref_feats=src.ref_feats,
+                                 warped=warped)
         return i_hat, mask
 
     def stream_crops(self, src: Source, tokens: Tensor, n_frames: int) -> Iterator[tuple[int, Tensor, Tensor]]:
         """Single-frame path: yields (source index, I_hat [3,H,W], mask [1,H,W]) frame by frame."""
-        c = self.cfg.a2e
-        hist = history_from_source(src.beta, c.n_history).to(self.device)
-        pred = None
+        ex = WindowedExpressions(self, src, tokens, n_frames)
         for i in range(n_frames):
-            k, j = divmod(i, c.T)
-            if j == 0:
-                if pred is not None:
-                    hist = _next_history(hist, pred, c.n_history)
-                pred = self.predict_window(tokens, k, src.alpha, hist)
             s = pingpong_index(i, len(src))
-            i_hat, mask = self.render(src, [s], pred[j:j + 1])
+            i_hat, mask = self.render(src, [s], ex.frames([i]))
             yield s, i_hat[0], mask[0]
 
     def batched_crops(self, src: Source, tokens: Tensor, n_frames: int, batch_size: int = 8
@@ -259,10 +313,6 @@ def frames_identity(frames: np.ndarray) -> np.ndarray:
 
     return np.array([int.from_bytes(hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=6).digest(), "big")
                      for f in frames], np.float64)
-
-
-def _next_history(hist: Tensor, pred: Tensor, n: int) -> Tensor:
-    return torch.cat([hist, pred])[-n:]
 
 
 def to_uint8(x: Tensor) -> np.ndarray:

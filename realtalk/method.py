@@ -17,6 +17,39 @@ import numpy as np
 from harness.methods import Method, MethodInput, register
 
 
+def _checkpoint_loads(method: "RealTalkMethod") -> tuple[bool, str]:
+    """(True, "") when the checkpoint loads into the RealTalk networks, else one line naming the file and why."""
+    import pickle
+    import zipfile
+
+    p = method.checkpoint
+    try:
+        import torch
+
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+        missing = [k for k in ("config", "a2e", "renderer") if not isinstance(ck, dict) or k not in ck]
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
+        return False, f"{p}: not a loadable checkpoint ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})"
+    if missing:
+        return False, f"{p}: not a RealTalk checkpoint (lacks {', '.join(missing)})"
+    try:
+        method.pipeline()
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        import re
+
+        text = str(exc)
+        first = text.splitlines()[0][:160] if text else type(exc).__name__
+        counts = []
+        for kind, pat in (("missing", r"Missing key\(s\) in state_dict:([^\n]*)"),
+                          ("unexpected", r"Unexpected key\(s\) in state_dict:([^\n]*)")):
+            m = re.search(pat, text)
+            if m:
+                counts.append(f"{m.group(1).count(', ') + 1} {kind}")
+        detail = f"{first.rstrip(':')} {', '.join(counts)} key(s)" if counts else first
+        return False, f"{p}: weights do not fit the RealTalk networks of its config ({detail})"
+    return True, ""
+
+
 @register
 class RealTalkMethod(Method):
     name = "realtalk"
@@ -45,6 +78,8 @@ class RealTalkMethod(Method):
     def availability(self) -> tuple[bool, str]:
         if self.checkpoint is not None and not self.checkpoint.exists():
             return False, f"checkpoint {self.checkpoint} not found"
+        if self.checkpoint is not None:  # a corrupt file or another network's weights: refused before any clip
+            return _checkpoint_loads(self)
         if self.checkpoint is None:
             from realtalk.demo_checkpoint import demo_checkpoint_path
 

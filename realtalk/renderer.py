@@ -12,6 +12,9 @@ With output="ref_residual" (ours; the small CPU config) the head instead edits t
 F_d = sigmoid(logit(I_r) + head), so an untrained renderer starts from the reference's lower face (the same
 person, same crop track) and training only has to learn the expression change -- minutes of CPU training then
 give a face rather than a blur. The paper config keeps the plain sigmoid head.
+With output="warp_residual" (ours; the small CPU config) the edited image is the reference WARPED to the
+target expression by its face-model landmarks (realtalk.warp, a landmark-driven warp prior): forward(...,
+warped=) takes it per sample; without it the unwarped reference is used (as ref_residual).
 
 Autocast/channels_last friendly: convs, GroupNorm, linear, SDPA only; AdaIN statistics in fp32.
 Per-sample normalisation only (GroupNorm/AdaIN), so the batched and the single-frame paths agree.
@@ -193,7 +196,7 @@ class Renderer(nn.Module):
         self.levels = levels
         self.fia = nn.ModuleList(mods)
         self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(cin, 3, 3, 1, 1))
-        if cfg.output == "ref_residual":  # start exactly at the reference image
+        if cfg.output in ("ref_residual", "warp_residual"):  # start exactly at the (warped) reference image
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
         # [alpha, beta, rho] standardisation (rho holds pixel translations ~100): set from the training data
@@ -210,7 +213,7 @@ class Renderer(nn.Module):
 
     def _ref_entries(self, feats: dict[int, Tensor], reference: Tensor) -> dict[int, Tensor]:
         out = {k: v for k, v in feats.items() if k in self.cfg.attn_levels}
-        if self.cfg.output == "ref_residual":
+        if self.cfg.output in ("ref_residual", "warp_residual"):
             out[self.REF_IMAGE] = reference
         return out
 
@@ -218,20 +221,23 @@ class Renderer(nn.Module):
         """Reference features used by the FIA attention (computed once per clip when streaming)."""
         return self._ref_entries(self.encoder(reference), reference)
 
-    def decode(self, src_feats: dict[int, Tensor], ref_feats: dict[int, Tensor], code: Tensor) -> Tensor:
+    def decode(self, src_feats: dict[int, Tensor], ref_feats: dict[int, Tensor], code: Tensor,
+               warped: Tensor | None = None) -> Tensor:
         x = src_feats[16]
         for lvl, mod in zip(self.levels, self.fia):
             x = mod(x, src_feats[lvl], code, ref_feats.get(lvl))
         out = self.head(x)
         if self.cfg.output == "sigmoid":
             return torch.sigmoid(out)
-        if self.cfg.output == "ref_residual":
-            ref = ref_feats[self.REF_IMAGE].to(out.dtype).clamp(1e-3, 1 - 1e-3)
+        if self.cfg.output in ("ref_residual", "warp_residual"):
+            base = warped if (warped is not None and self.cfg.output == "warp_residual") else ref_feats[self.REF_IMAGE]
+            ref = base.to(out.dtype).clamp(1e-3, 1 - 1e-3)
             return torch.sigmoid(torch.logit(ref) + out)
         return (torch.tanh(out) + 1) / 2
 
     def forward(self, source: Tensor, reference: Tensor | None, mask: Tensor, alpha: Tensor, beta: Tensor,
-                rho: Tensor, ref_feats: dict[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                rho: Tensor, ref_feats: dict[int, Tensor] | None = None, warped: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
         masked = mask * source
         b = source.shape[0]
         if ref_feats is None:  # training path: one shared-encoder pass over [masked source; reference]
@@ -242,6 +248,6 @@ class Renderer(nn.Module):
             src_feats = self.encoder(masked)
             ref_feats = {k: (v.expand(b, -1, -1, -1) if v.shape[0] == 1 and b > 1 else v) for k, v in ref_feats.items()}
         code = ((torch.cat([alpha, beta, rho], dim=1) - self.code_mean) / self.code_std).to(masked.dtype)
-        f_d = self.decode(src_feats, ref_feats, code)
+        f_d = self.decode(src_feats, ref_feats, code, warped)
         i_hat = mask * source + (1 - mask) * f_d
         return i_hat, f_d

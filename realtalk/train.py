@@ -1,7 +1,8 @@
 """Training loops of the two stages: seeded, resumable, logged, bounded by steps and wall time.
 
 Checkpoints (`<out>/a2e.pt`, `<out>/renderer.pt`): {"stage", "model", "optimizer", ["disc", "disc_optimizer"],
-"step", "config" (RealTalkConfig dict), "git_hash", "face_model", "featurizer", "losses"}. Each batch is
+"step", "config" (RealTalkConfig dict), "git_hash", "face_model", "featurizer", "losses", "command" (the
+`realtalk-bench train` command line that made it, None from the API)}. Each batch is
 drawn from numpy Generator([seed, step]), so a resumed run sees the batches an uninterrupted one would.
 Losses go to `<out>/<stage>_log.jsonl` and `<out>/<stage>_log.csv` every log_every steps.
 `export_combined` merges both stages into the single file realtalk.method loads.
@@ -135,12 +136,13 @@ def _seed(seed: int) -> None:
 
 def train_a2e(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, out_dir: str | Path, steps: int,
               time_budget: float | None = None, resume: bool = False, featurizer_name: str = "logmel",
-              progress: bool = True, log: Callable = print, model: AudioToExpression | None = None) -> dict[str, Any]:
+              progress: bool = True, log: Callable = print, model: AudioToExpression | None = None,
+              command: str | None = None) -> dict[str, Any]:
     """Adam on MSE(beta) + mouth_weight * mouth-vertex MSE; returns a summary with initial/final loss."""
     _seed(cfg.train.seed)
     model = model or AudioToExpression(cfg.a2e)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.a2e_lr)
-    data = A2EWindows(clips, cfg.a2e.T, cfg.a2e.n_history)
+    data = A2EWindows(clips, cfg.a2e.T, cfg.a2e.n_history, cfg.a2e.tokens_per_frame)
 
     def step_fn(rng: np.random.Generator, step: int) -> dict[str, float]:
         b = data.batch(cfg.train.a2e_batch, rng)
@@ -152,7 +154,7 @@ def train_a2e(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, out_d
         opt.step()
         return parts
 
-    meta = {"face_model": _face_model_id(face_model), "featurizer": featurizer_name}
+    meta = {"face_model": _face_model_id(face_model), "featurizer": featurizer_name, "command": command}
     return _run("a2e", cfg, model, opt, step_fn, steps, time_budget, Path(out_dir), resume,
                 lambda: {}, lambda ck: None, meta, progress, log)
 
@@ -165,9 +167,19 @@ def renderer_masks(face_model: Any, alpha: torch.Tensor, beta: torch.Tensor, rho
         return lower_face_mask(face_model, alpha, beta, rho, size=size).float()
 
 
+def batch_warp(cfg: RealTalkConfig, face_model: Any, b: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The reference warped to the target's expression and pose (output="warp_residual"), else None."""
+    if cfg.renderer.output != "warp_residual":
+        return None
+    from realtalk.warp import warp_reference
+
+    return warp_reference(face_model, b["reference"], b["alpha"], b["ref_beta"], b["ref_rho"], b["beta"], b["rho"])
+
+
 def train_renderer(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, out_dir: str | Path, steps: int,
                    time_budget: float | None = None, resume: bool = False, perceptual: bool = True,
-                   progress: bool = True, log: Callable = print, model: Renderer | None = None) -> dict[str, Any]:
+                   progress: bool = True, log: Callable = print, model: Renderer | None = None,
+                   command: str | None = None) -> dict[str, Any]:
     """Adam on 1*L1 + 1*VGG + 0.1*LSGAN + 1*teeth L1, with a PatchGAN discriminator updated every step."""
     _seed(cfg.train.seed)
     t = cfg.train
@@ -188,7 +200,8 @@ def train_renderer(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, 
             raise ValueError(f"crops are {tgt.shape[-1]} px, renderer expects {size}")
         mask = renderer_masks(face_model, b["alpha"], b["beta"], b["rho"], size)
         teeth = teeth_mask(face_model, b["alpha"], b["beta"], b["rho"], size) if t.w_teeth > 0 else None
-        i_hat, _ = model(tgt, b["reference"], mask, b["alpha"], b["beta"], b["rho"])
+        i_hat, _ = model(tgt, b["reference"], mask, b["alpha"], b["beta"], b["rho"],
+                         warped=batch_warp(cfg, face_model, b))
         use_adv = crit.disc is not None and step >= t.adv_start
         loss, parts = crit.generator_loss(i_hat, tgt, teeth, use_adv=use_adv)
         opt.zero_grad(set_to_none=True)
@@ -212,7 +225,8 @@ def train_renderer(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, 
             crit.disc.load_state_dict(ck["disc"])
             d_opt.load_state_dict(ck["disc_optimizer"])
 
-    meta = {"face_model": _face_model_id(face_model), "perceptual": bool(crit.vgg is not None and crit.vgg.enabled)}
+    meta = {"face_model": _face_model_id(face_model), "perceptual": bool(crit.vgg is not None and crit.vgg.enabled),
+            "command": command}
     return _run("renderer", cfg, model, opt, step_fn, steps, time_budget, Path(out_dir), resume, extra, load_extra,
                 meta, progress, log)
 
@@ -222,7 +236,7 @@ def evaluate_a2e(model: AudioToExpression, clips: list[ClipData], face_model: An
                  n_batches: int = 4, seed: int = 1234) -> dict[str, float]:
     """Mean loss over fixed random windows of (held-out) clips."""
     model.eval()
-    data = A2EWindows(clips, cfg.a2e.T, cfg.a2e.n_history)
+    data = A2EWindows(clips, cfg.a2e.T, cfg.a2e.n_history, cfg.a2e.tokens_per_frame)
     rows = []
     for i in range(n_batches):
         b = data.batch(cfg.train.a2e_batch, np.random.default_rng([seed, i]))
@@ -243,7 +257,8 @@ def evaluate_renderer(model: Renderer, clips: list[ClipData], face_model: Any, c
         b = data.batch(cfg.train.renderer_batch, np.random.default_rng([seed, i]))
         mask = renderer_masks(face_model, b["alpha"], b["beta"], b["rho"], cfg.renderer.size)
         teeth = teeth_mask(face_model, b["alpha"], b["beta"], b["rho"], cfg.renderer.size)
-        i_hat, _ = model(b["target"], b["reference"], mask, b["alpha"], b["beta"], b["rho"])
+        i_hat, _ = model(b["target"], b["reference"], mask, b["alpha"], b["beta"], b["rho"],
+                         warped=batch_warp(cfg, face_model, b))
         from realtalk.losses import masked_l1
 
         rows.append({"l1": float((i_hat - b["target"]).abs().mean()),
@@ -262,7 +277,8 @@ def export_combined(a2e_ckpt: str | Path, renderer_ckpt: str | Path, dst: str | 
     cfg.renderer = RealTalkConfig.from_dict(r["config"]).renderer
     obj = {"format": CKPT_FORMAT, "kind": "realtalk", "config": cfg.to_dict(), "a2e": a["model"], "renderer": r["model"],
            "a2e_step": a["step"], "renderer_step": r["step"], "face_model": a["face_model"],
-           "featurizer": a.get("featurizer", "logmel"), "git_hash": git_hash(), **(extra or {})}
+           "featurizer": a.get("featurizer", "logmel"), "git_hash": git_hash(),
+           "train_commands": {"a2e": a.get("command"), "renderer": r.get("command")}, **(extra or {})}
     dst = Path(dst)
     atomic_torch_save(obj, dst)
     return dst

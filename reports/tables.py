@@ -6,6 +6,9 @@ Runtime (ms); each group also shows n, the clips its means are over. A cell know
 rank (1 best -> bold, 2 second -> underlined; only among two or more ranked, non-reference methods) and
 flags (worse than the static-frame floor, low coverage). An unavailable metric is "—" with a footnote.
 Informational values (higher_is_better None, e.g. AV offsets in frames) get no arrow and no rank.
+Directions come from what the run recorded (summary.json results' higher_is_better), else the metric
+registry (plugins included), so a plugin metric gets its arrows; a metric the paper layout does not place
+(PSNR, a plugin's values) is appended to its setting's group as an extra column, never dropped.
 """
 from __future__ import annotations
 
@@ -41,12 +44,8 @@ REFERENCE_METHODS = {"ground_truth", "static_frame"}  # fallback when a run does
 FLOOR_METHOD = "static_frame"  # a still frame with the driving audio: what any lip-sync method must beat
 FLOOR_VALUES = {"LMD", "M-LMD", "AV-corr"}  # lip metrics checked against the floor
 COVERAGE_VALUE, MIN_COVERAGE = "FaceCov", 0.95
-# higher_is_better of each value, for headers of columns no method could compute
-KNOWN_DIRECTION: dict[str, bool | None] = {
-    "LMD": False, "M-LMD": False, "F-LMD": False, "FaceCov": True, "FID": False, "LPIPS": False, "SSIM": True,
-    "PSNR": True, "CSIM": True, "LSE-C": True, "LSE-D": False, "AV-corr": True, "LSE-offset": None,
-    "AV-offset": None}
-INFORMATIONAL = {k for k, v in KNOWN_DIRECTION.items() if v is None}  # shown and compared, never ranked, no arrow
+GROUP_OF_SETTING = {"reconstruction": "Reconstruction", "cross_audio": "Cross Audio"}  # extra columns join these
+OFFSET_VALUES = {"LSE-offset", "AV-offset"}  # informational values that are audio-video offsets in frames
 DIGITS = {"LSE-offset": 2, "AV-offset": 2}
 # flag key -> (marker, legend line)
 FLAGS = {
@@ -115,16 +114,23 @@ class Table:
     columns: list[tuple[str, str, str, str]]
     rows: list[Row]
     footnotes: list[str]
+    # per column: True/False = higher/lower is better, None = informational, absent key = direction unknown
+    directions: dict[int, bool | None] = field(default_factory=dict)
+
+    def direction(self, j: int) -> bool | None:
+        """The column's direction: as recorded/registered, else the first row that knows it."""
+        if j in self.directions:
+            return self.directions[j]
+        return next((r.cells[j].higher_is_better for r in self.rows if r.cells[j].higher_is_better is not None), None)
+
+    def informational(self) -> set[int]:
+        return {j for j, d in self.directions.items() if d is None}
 
     def arrows(self) -> list[str]:
-        """↑ / ↓ per column from the first row that knows the direction (else the metric's known one);
-        informational columns get none."""
+        """↑ / ↓ per column; informational (and unknown-direction) columns get none."""
         out = []
-        for j, col in enumerate(self.columns):
-            hib = None
-            if col[3] not in INFORMATIONAL:
-                hib = next((r.cells[j].higher_is_better for r in self.rows
-                            if r.cells[j].higher_is_better is not None), KNOWN_DIRECTION.get(col[3]))
+        for j in range(len(self.columns)):
+            hib = self.direction(j)
             out.append("" if hib is None else ("↑" if hib else "↓"))
         return out
 
@@ -139,9 +145,12 @@ class Table:
         """Lines explaining the flags used and the unranked columns (shown under every export)."""
         used = {f for r in self.rows for c in r.cells + [r.runtime] for f in c.flags}
         lines = [FLAGS[k][1] for k in FLAGS if k in used]
-        info = sorted({h for _, h, _, vn in self.columns if vn in INFORMATIONAL})
+        info_cols = [self.columns[j] for j in sorted(self.informational())]
+        info = sorted({h for _, h, _, _ in info_cols})
         if info:
-            lines.append(f"{', '.join(info)}: audio-video offset in frames (informational: no arrow, not ranked)")
+            offsets = sorted({h for _, h, _, vn in info_cols if vn in OFFSET_VALUES})
+            what = f" ({', '.join(offsets)}: audio-video offset in frames)" if offsets else ""
+            lines.append(f"{', '.join(info)}: informational{what}: no arrow, not ranked")
         lines.append("n: clips each mean is over (the common set every method finished); (n=k) on a value "
                      "that is over a different number of clips")
         return lines
@@ -248,7 +257,7 @@ def _block(run: RunData, columns: list[tuple[str, str, str, str]], notes: _Notes
             v = results.get(setting, {}).get(method, {}).get(value_name)
             cell = Cell(digits=DIGITS.get(value_name, 3))
             if v is not None and v.get("mean") is not None:
-                hib = None if value_name in INFORMATIONAL else v.get("higher_is_better")
+                hib = v["higher_is_better"] if "higher_is_better" in v else registry_direction(value_name)
                 cell = Cell(v["mean"], v.get("ci_low"), v.get("ci_high"), hib, digits=cell.digits)
                 if v.get("n_clips") is not None and v["n_clips"] != n[setting]:
                     cell.n_clips = v["n_clips"]
@@ -305,8 +314,9 @@ def _excluded_note(run: RunData, notes: _Notes) -> None:
 
 
 def paper_table(runs: list[RunData], columns: list[tuple[str, str, str, str]] | None = None) -> Table:
-    """Build the table from one or more runs (each run contributes its split as a dataset block)."""
-    columns = columns or PAPER_COLUMNS
+    """Build the table from one or more runs (each run contributes its split as a dataset block). By default
+    the paper's columns plus an extra column for every value of a metric the paper layout does not place."""
+    columns = columns or with_extra_columns(PAPER_COLUMNS, runs)
     notes = _Notes()
     rows: list[Row] = []
     for run in runs:
@@ -317,17 +327,86 @@ def paper_table(runs: list[RunData], columns: list[tuple[str, str, str, str]] | 
         _flag_floor(block, columns, run)
         _excluded_note(run, notes)
         rows += block
-    return Table(columns, rows, notes.texts())
+    directions = {}
+    for j, (_, _, setting, value_name) in enumerate(columns):
+        known, hib = column_direction(runs, setting, value_name)
+        if known:
+            directions[j] = hib
+    return Table(columns, rows, notes.texts(), directions)
 
 
-_VALUE_TO_METRIC = {"LMD": "lmd", "M-LMD": "lmd", "F-LMD": "lmd", "FaceCov": "lmd", "FID": "fid", "LPIPS": "lpips",
-                    "SSIM": "ssim", "PSNR": "psnr", "CSIM": "csim", "LSE-C": "syncnet", "LSE-D": "syncnet",
-                    "LSE-offset": "syncnet", "AV-corr": "av_sync", "AV-offset": "av_sync"}
+def _recorded(runs: list[RunData]):
+    """(setting, value_name, entry) of every value the runs recorded, in summary order."""
+    for run in runs:
+        for setting, by_method in (run.summary.get("results") or {}).items():
+            for _, value_name, entry in _recorded_in({setting: by_method}):
+                yield setting, value_name, entry
+
+
+def with_extra_columns(columns: list[tuple[str, str, str, str]], runs: list[RunData]) -> list[tuple[str, str, str, str]]:
+    """`columns` plus (group, value, setting, value) for each recorded value whose metric has no value among
+    `columns` (PSNR, plugin metrics), placed at the end of its setting's group, in the order first recorded.
+    Values of a metric the layout places (LSE-D next to LSE-C) stay out: the layout chose among them."""
+    placed_names = {vn for _, _, _, vn in columns}
+    recorded = list(_recorded(runs))
+    placed_metrics = {e.get("metric") for _, vn, e in recorded if vn in placed_names} - {None}
+    extras: list[tuple[str, str, str, str]] = []
+    for setting, vn, entry in recorded:
+        col = (GROUP_OF_SETTING.get(setting, setting), vn, setting, vn)
+        if vn in placed_names or col in extras or entry.get("metric") in placed_metrics:
+            continue
+        extras.append(col)
+    out = list(columns)
+    for col in extras:
+        same = [j for j, c in enumerate(out) if c[0] == col[0] and c[2] == col[2]]
+        out.insert(same[-1] + 1 if same else len(out), col)
+    return out
+
+
+def column_direction(runs: list[RunData], setting: str, value_name: str) -> tuple[bool, bool | None]:
+    """(known, higher_is_better) of a column: what a run recorded for the value (the column's setting first,
+    then any), else the metric registry's; (False, None) when neither knows the value."""
+    fallback: tuple[bool, bool | None] | None = None
+    for s, vn, entry in _recorded(runs):
+        if vn == value_name and "higher_is_better" in entry:
+            if s == setting:
+                return True, entry["higher_is_better"]
+            fallback = fallback or (True, entry["higher_is_better"])
+    if fallback:
+        return fallback
+    reg = _registry_values()
+    if value_name in reg:
+        return True, reg[value_name][1]
+    return False, None
+
+
+def registry_direction(value_name: str) -> bool | None:
+    return _registry_values().get(value_name, (None, None))[1]
+
+
+def _registry_values() -> dict[str, tuple[str, bool | None]]:
+    """value name -> (metric name, higher_is_better) from the metric registry (built-ins, entry points and any
+    --plugin loaded before the report): read only for values no run recorded; rebuilt when the registry grows."""
+    from metrics.base import load_all
+
+    reg = load_all()
+    key = tuple(sorted(reg))
+    if _REGISTRY_VALUES.get("key") != key:
+        out: dict[str, tuple[str, bool | None]] = {}
+        for name, cls in reg.items():
+            for vn in cls.outputs:
+                out.setdefault(vn, (name, cls.higher_is_better.get(vn)))
+        _REGISTRY_VALUES.update(key=key, values=out)
+    return _REGISTRY_VALUES["values"]
+
+
+_REGISTRY_VALUES: dict[str, Any] = {}
 
 
 def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: str, results: dict[str, Any]) -> str:
     """Why a value is missing, without the value's name (the footnote lists the names sharing a reason)."""
-    metric = _VALUE_TO_METRIC.get(value_name, value_name.lower())
+    metric = next((e["metric"] for _, vn, e in _recorded_in(results) if vn == value_name and e.get("metric")), None)
+    metric = metric or _registry_values().get(value_name, (value_name.lower(), None))[0]
     for name, why in unavailable.items():
         if name == metric or name.startswith(metric):
             return why
@@ -336,3 +415,11 @@ def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: 
     if method not in results.get(setting, {}):
         return f"{method} was not run in {setting}"
     return f"not in this run's {setting} results (not requested, or failed: see the run's failures)"
+
+
+def _recorded_in(results: dict[str, Any]):
+    for by_method in results.values():
+        for values in by_method.values():
+            for value_name, entry in (values or {}).items():
+                if isinstance(entry, dict):
+                    yield None, value_name, entry

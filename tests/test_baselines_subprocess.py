@@ -131,3 +131,81 @@ def test_registered_configs(name, monkeypatch, tmp_path):
     ok, why = m.availability()
     assert not ok and str(tmp_path / "absent") in why
     assert yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())["command"][0] == "{python}"
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_configs_cite_the_upstream_commit(name):
+    """Each YAML names the upstream repository and the 40-hex commit its argument parser was checked at;
+    the repository is the one `source` points to."""
+    import re
+
+    cfg = load_config(CONFIG_DIR / f"{name}.yaml")
+    up = cfg["upstream"]
+    assert re.fullmatch(r"[0-9a-f]{40}", up["commit"]), up
+    assert f"github.com/{up['repo']}" in cfg["source"]
+    commits = [c for v in up["files"].values() for c in (v if isinstance(v, list) else [v])]
+    assert up["commit"] in commits and all(re.fullmatch(r"[0-9a-f]{40}", c) for c in commits)
+
+
+def _fake_checkout(tmp_path: Path, packed: bool) -> tuple[Path, str]:
+    """A git checkout's metadata as git writes it (HEAD -> a loose or a packed branch ref)."""
+    repo = tmp_path / ("packed" if packed else "loose")
+    (repo / ".git" / "refs" / "heads").mkdir(parents=True)
+    sha = ("ab" * 20) if packed else ("cd" * 20)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    if packed:
+        (repo / ".git" / "packed-refs").write_text(f"# pack-refs with: peeled fully-peeled sorted\n{sha} refs/heads/main\n")
+    else:
+        (repo / ".git" / "refs" / "heads" / "main").write_text(sha + "\n")
+    return repo, sha
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_describe_records_repo_path_and_commit(tmp_path, packed):
+    """What the run summary stores for a subprocess baseline: repository path + its checked-out commit."""
+    repo, sha = _fake_checkout(tmp_path, packed)
+    cfg = _config(tmp_path)
+    cfg["repo"] = str(repo)
+    d = SubprocessMethod(config=cfg).describe()
+    assert d["repo_path"] == str(repo) and d["repo_commit"] == sha
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg["repo"] = str(other)
+    assert SubprocessMethod(config=cfg).describe()["repo_commit"] is None
+
+
+def test_missing_program_and_talklip_s3fd(tmp_path, monkeypatch):
+    cfg = _config(tmp_path)
+    cfg["executables"] = ["rtb-no-such-program-xyz"]
+    ok, why = SubprocessMethod(config=cfg).availability()
+    assert not ok and "needs the program 'rtb-no-such-program-xyz' on PATH" in why
+    # IP-LAP: ffmpeg is a stated requirement (an empty PATH finds none)
+    assert load_config(CONFIG_DIR / "iplap.yaml")["executables"] == ["ffmpeg"]
+    # TalkLip with everything but S3FD's weights: the reason names s3fd.pth
+    repo = tmp_path / "TalkLip"
+    (repo / "checkpoints").mkdir(parents=True)
+    (repo / "checkpoints" / "TalkLip_nce.pth").write_bytes(b"x")
+    (repo / "av_hubert" / "avhubert").mkdir(parents=True)
+    (repo / "task_state.pt").write_bytes(b"x")
+    monkeypatch.setenv("TALKLIP_REPO", str(repo))
+    monkeypatch.setenv("TALKLIP_PYTHON", sys.executable)
+    ok, why = get_method("talklip").availability()
+    assert not ok and why.endswith("face_detection/detection/sfd/s3fd.pth")
+    (repo / "face_detection" / "detection" / "sfd").mkdir(parents=True)
+    (repo / "face_detection" / "detection" / "sfd" / "s3fd.pth").write_bytes(b"x")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("FFMPEG", "ffmpeg")
+    ok, why = get_method("talklip").availability()
+    assert not ok and "'ffmpeg' on PATH" in why
+
+
+def test_doctor_lists_every_baseline(monkeypatch, tmp_path):
+    from harness.commands.doctor import baseline_rows
+
+    monkeypatch.setenv("PCAVS_REPO", str(tmp_path / "nowhere"))
+    rows = {item: (state, detail) for item, state, detail in baseline_rows()}
+    for name in (*METHOD_NAMES, "wav2lip", "ground_truth", "precomputed"):
+        assert f"method:{name}" in rows
+    state, detail = rows["method:pcavs"]
+    assert "missing" in state and str(tmp_path / "nowhere") in detail and "PCAVS_REPO" in detail
+    assert "available" in rows["method:ground_truth"][0]

@@ -71,3 +71,48 @@ def test_two_processes_same_key(tmp_path: Path) -> None:
     final = c.get_arrays("faces-same")
     assert final is not None and int(final["a"][0, 0, 0]) in (1, 2)
     assert not list((Path(root) / "faces").glob(".tmp-*"))  # no leftovers
+
+
+def test_feature_cache_keys_on_content_and_fingerprint(tmp_path: Path) -> None:
+    """metrics.feature_cache: same content (any array object) hits; changed content or fingerprint misses;
+    a lookup-only call never stores; the in-process layer is emptied by frame_memo.clear_all()."""
+    from metrics import frame_memo
+    from metrics.feature_cache import array_digest, cached_features
+
+    c = Cache(tmp_path / "c")
+    frames = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    calls: list[int] = []
+
+    def compute() -> dict[str, np.ndarray]:
+        calls.append(1)
+        return {"features": frames.reshape(3, -1).astype(np.float32)}
+
+    fp = {"protocol": "p1", "weights": "w1"}
+    first = cached_features("gtinception", frames, fp, compute, cache=c)
+    frame_memo.clear_all()  # a new process: only the disk entry is left
+    again = cached_features("gtinception", frames.copy(), fp, compute, cache=c)
+    assert len(calls) == 1 and np.array_equal(first["features"], again["features"])
+    changed = frames.copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert array_digest(changed) != array_digest(frames)
+    assert cached_features("gtinception", changed, fp, None, cache=c) is None  # lookup only: a miss
+    cached_features("gtinception", frames, {**fp, "weights": "w2"}, compute, cache=c)
+    assert len(calls) == 2  # new weights: recomputed
+    assert array_digest(frames.astype(np.int16)) != array_digest(frames)  # dtype is part of the content
+    assert c.info()["gtinception"]["entries"] == 2
+
+
+def test_pass_log_counts_by_content() -> None:
+    from metrics.frame_memo import FrameMemo
+    from metrics.passes import PassLog, PASSES
+
+    frames = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    PASSES.reset()
+    memo = FrameMemo(network="t_net")
+    memo.map("ns", frames[[0, 1, 0]], lambda f: list(range(len(f))))
+    assert PASSES.frames["t_net"] == 2 and PASSES.times("t_net", frames) == [1, 1, 0, 0]
+    memo.map("ns2", frames[:1], lambda f: [0])  # another namespace (e.g. backend): a second pass of frame 0
+    assert PASSES.times("t_net", frames[:1]) == [2] and PASSES.seen("t_net", frames) == 2
+    log = PassLog()
+    log.load("x")
+    assert log.summary() == {"x": {"passes": 0, "loads": 1}}

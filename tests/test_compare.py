@@ -205,3 +205,89 @@ def test_input_errors_exit_2(tmp_path):
     assert cli(a, a, "--tolerances", str(_tol(tmp_path, "ERR: lots\n"))) == 2
     assert cli(a, a, "--tolerances", str(tmp_path / "missing.yaml")) == 2
     assert cli(a, a, "--default-tolerance", "x%") == 2
+
+
+# --- --format markdown / json (the pull-request comment and the machine-readable document) -----------------
+def md_table(text: str) -> list[dict[str, str]]:
+    """The rows of the (single) markdown table, as header -> cell (pipes escaped as \\| kept as |)."""
+    import re
+
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    split = lambda ln: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", ln.strip())[1:-1]]  # noqa: E731
+    header = split(lines[0])
+    assert set(lines[1].replace("|", "").replace("-", "").replace(":", "")) <= {""}, "second line is the rule"
+    return [dict(zip(header, split(ln), strict=True)) for ln in lines[2:]]
+
+
+def md_sig(x: float) -> float:
+    """Half a unit in the 6th significant digit: the markdown's %.6g rounding, nothing else."""
+    return 0.5 * 10 ** (math.floor(math.log10(abs(x))) - 5) if x else 0.0
+
+
+def test_markdown_shows_a_regression(tmp_path, capsys):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=shifted(0.15, clip="c1"))
+    capsys.readouterr()
+    assert cli(a, b, "--format", "markdown") == 1
+    text = capsys.readouterr().out
+    head = text.splitlines()[0]
+    assert "REGRESSION (exit 1)" in head and "Exit codes: 0 pass · 1 regression · 2 input error · 3 not comparable" in text
+    rows = {(r["method"], r["value"]): r for r in md_table(text)}
+    assert set(rows) == {(m, v) for m in ("m", "ref") for v in ("ERR", "OFFSET", "POOL")}
+    err = rows[("m", "ERR")]
+    base, new = np.mean(list(BASE["m"].values())), np.mean(list(BASE["m"].values())) + 0.15 / 4
+    assert float(err["base (A)"]) == pytest.approx(base, abs=md_sig(base))
+    assert float(err["new (B)"]) == pytest.approx(new, abs=md_sig(new))
+    assert err["delta"].startswith("+") and float(err["delta"]) == pytest.approx(0.0375, abs=md_sig(0.0375))
+    lo, hi = (float(x) for x in err["95% CI (paired)"].strip("[]").split(","))
+    exact_lo, exact_hi = paired_bootstrap_ci(np.array(list(BASE["m"].values())),
+                                             np.array(list(shifted(0.15, clip="c1")["m"].values())))
+    assert lo == pytest.approx(exact_lo, abs=md_sig(exact_lo) + 1e-15) and hi == pytest.approx(exact_hi, abs=md_sig(exact_hi))
+    assert err["clips"] == "4" and err["tolerance"] == "0" and err["verdict"] == "**REGRESSION**"
+    assert err["setting"] == "reconstruction" and err["metric"] == "t_err"
+    assert rows[("ref", "ERR")]["verdict"] == "same" and rows[("ref", "ERR")]["delta"] == "+0"
+    assert rows[("m", "OFFSET")]["tolerance"] == "—"  # informational, not gated
+    regs = text.split("**Regressions (exit 1):**")[1].strip().splitlines()
+    assert regs[0].startswith("- reconstruction/m/ERR: 2.575 → 2.6125") and len(regs) == 2  # ERR and POOL
+    assert "Not comparable" not in text
+    tol = _tol(tmp_path, "ERR: 0.05\nPOOL: 0.05\n")
+    assert cli(a, b, "--format", "markdown", "--tolerances", str(tol)) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("### ✅") and "PASS (exit 0)" in text
+    assert {r["value"]: r["verdict"] for r in md_table(text) if r["method"] == "m" and r["value"] != "OFFSET"} == \
+        {"ERR": "worse, within tolerance", "POOL": "worse, within tolerance (split-level value: no per-clip CI)"}
+
+
+def test_markdown_lists_missing_failed_and_protocol_issues(tmp_path, capsys):
+    a = run(tmp_path, "A")
+    b = run(tmp_path, "B", values=_failing(), variant="v2")
+    capsys.readouterr()
+    assert cli(a, b, "--format", "markdown") == 3
+    text = capsys.readouterr().out
+    assert "NOT COMPARABLE (exit 3)" in text.splitlines()[0]
+    block = text.split("**Not comparable (exit 3):**")[1].split("\n\n")[0].strip().splitlines()
+    kinds = {ln.split(":", 1)[0] for ln in block}
+    assert {"- protocol", "- failures", "- clip_set"} <= kinds
+    assert any("ref/reconstruction/c2" in ln and "synthetic failure" in ln for ln in block)
+    assert all(r["metric"] != "t_err" for r in md_table(text))  # never compared across protocols
+    assert cli(a, b, "--format", "markdown", "--allow-protocol-change", "--allow-failures", "--allow-missing") == 0
+    text = capsys.readouterr().out
+    allowed = text.split("**Allowed by an --allow-* flag (reported only):**")[1].strip().splitlines()
+    assert {ln.split(":", 1)[0] for ln in allowed} >= {"- protocol", "- failures", "- clip_set"}
+    c = run(tmp_path, "C", metrics=("t_err", "t_pool"))
+    assert cli(a, c, "--format", "markdown") == 3
+    assert "- missing: metric t_offset: only in A" in capsys.readouterr().out
+
+
+def test_json_format_and_output_file(tmp_path, capsys):
+    a, b = run(tmp_path, "A"), run(tmp_path, "B", values=shifted(0.15))
+    capsys.readouterr()
+    assert cli(a, b, "--format", "json", "--json", str(tmp_path / "side.json")) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == json.loads((tmp_path / "side.json").read_text())
+    assert doc["schema_version"] == 1 and doc["exit_code"] == 1 and doc["n_boot"] == 1000 and doc["seed"] == 0
+    assert set(doc["rows"][0]) == {"setting", "method", "metric", "value_name", "a", "b", "delta", "direction",
+                                   "ci_low", "ci_high", "n_common", "higher_is_better", "tolerance", "fails", "note"}
+    out = tmp_path / "comment.md"
+    assert cli(a, b, "--format", "markdown", "--output", str(out)) == 1
+    assert "written to" in capsys.readouterr().out
+    assert md_table(out.read_text())[0]["setting"] == "reconstruction"

@@ -63,7 +63,7 @@ def test_ref_residual_head_starts_at_the_reference():
     reference; the paper config keeps the plain sigmoid head."""
     assert get_config("paper").renderer.output == "sigmoid"
     cfg = get_config("small").renderer
-    assert cfg.output == "ref_residual"
+    assert cfg.output == "warp_residual"  # ref_residual on the warped reference; without one, on the reference
     torch.manual_seed(0)
     r = Renderer(cfg).eval()
     src, ref, mask, (a, b, p) = _batch(cfg)
@@ -77,6 +77,17 @@ def test_ref_residual_head_starts_at_the_reference():
     with torch.no_grad():
         _, f_d2 = r(src, ref, mask, a, b, p)
     assert (f_d2 - f_d).abs().mean() > 1e-3  # the head edits it once trained
+
+
+def test_warp_residual_starts_at_the_warped_reference():
+    cfg = get_config("small").renderer
+    torch.manual_seed(0)
+    r = Renderer(cfg).eval()
+    src, ref, mask, (a, b, p) = _batch(cfg)
+    warped = torch.flip(ref, dims=[-1])  # any per-sample image: the untrained head returns it
+    with torch.no_grad():
+        _, f_d = r(src, ref, mask, a, b, p, warped=warped)
+    assert torch.allclose(f_d, warped.clamp(1e-3, 1 - 1e-3), atol=1e-5)
 
 
 def test_fia_blocks_switch_and_grad():

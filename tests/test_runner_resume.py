@@ -68,3 +68,35 @@ def test_kill9_then_resume(data_root, tmp_path):
     assert a["results"] == b["results"]
     assert a["failures"] == b["failures"] == []
     assert (ref_out / "per_clip.csv").read_text() == (out / "per_clip.csv").read_text()
+
+
+def test_locked_folder_refused_and_stale_lock_taken_over(data_root, tmp_path):
+    """A second run into a folder another process holds refuses (naming pid and host) and writes nothing;
+    once that process is killed (-9: no cleanup), its lock file is stale and the next run takes it over."""
+    import socket
+
+    split = sup.small_split(tmp_path, data_root, n_frames=6)
+    out = tmp_path / "run"
+    env = _env(tmp_path, tmp_path / "counter.txt")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom harness.store import RunLock\nRunLock(sys.argv[1]).acquire()\n"
+                               "print('held', flush=True)\ntime.sleep(600)", str(out)],
+        cwd=PROJECT, env=env, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        r = subprocess.run(_cmd(split, data_root, out), cwd=PROJECT, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        first = r.stderr.strip().splitlines()[0]
+        assert first.startswith(f"error: {out}: another run is writing this folder"), first
+        assert f"pid {holder.pid} on host {socket.gethostname()}" in first
+        assert sorted(p.name for p in out.iterdir()) == ["run.lock"]  # nothing written by the refused run
+        assert json.loads((out / "run.lock").read_text())["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / "run.lock").exists()  # kill -9 left it behind
+    r = subprocess.run(_cmd(split, data_root, out), cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"took over a stale run.lock of pid {holder.pid}" in r.stdout
+    assert (out / "summary.json").exists() and not (out / "run.lock").exists()  # released at the end

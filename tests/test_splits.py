@@ -1,6 +1,7 @@
 """Split manifests: structure, reproducible seeded selections, verify on the real data, clip loading."""
 from __future__ import annotations
 
+import json
 import os
 import wave
 from pathlib import Path
@@ -127,3 +128,95 @@ def test_bad_manifest(tmp_path: Path) -> None:
         load_split(p)
     with pytest.raises(ManifestError, match="unknown split"):
         load_split("no-such-split")
+
+
+def _voxceleb_root(tmp_path: Path, data_root: Path) -> tuple[Path, list[str]]:
+    """A data root holding a list in the official veri_test2.txt format (label path1 path2) over 60 utterances
+    of the 40 test identities, each utterance a symlink to a real clip (video) and real speech (wav)."""
+    root = tmp_path / "vox"
+    stems = [f"id{10270 + i % 40}/yt{i:03d}/{j:05d}" for i in range(30) for j in (1, 2)]
+    lst = root / "voxceleb1/meta/veri_test2.txt"
+    lst.parent.mkdir(parents=True)
+    lst.write_text("".join(f"{k % 2} {a}.wav {b}.wav\n" for k, (a, b) in enumerate(zip(stems, stems[1:] + stems[:1]))))
+    for stem in stems:
+        for kind, real in (("video", "video-retalking/face/2.mp4"), ("wav", "video-retalking/audio/1.wav")):
+            dst = root / "voxceleb1/test" / kind / f"{stem}.{'mp4' if kind == 'video' else 'wav'}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(data_root / real, dst)
+    return root, stems
+
+
+def test_voxceleb_run_resolves_the_same_clips_as_show(data_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` picks its 50 clips from voxceleb1/meta/veri_test2.txt under --root exactly as `splits show` lists them."""
+    from harness.cli import main
+    from harness.runner import RunConfig, select_clips
+
+    root, stems = _voxceleb_root(tmp_path, data_root)
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main(["splits", "show", "voxceleb1-test", "--root", str(root)]) == 0
+    shown = [line.split("│")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("│ id")]
+    _split, chosen, _all = select_clips(RunConfig(split="voxceleb1-test", out=str(tmp_path / "x"),
+                                                  methods=["ground_truth"], root=str(root)))
+    ids = [c.clip_id for c in chosen]
+    assert len(ids) == 50 and ids == shown and set(ids) <= {s.replace("/", "_") for s in stems}
+    run = tmp_path / "run"
+    rc = main(["run", "--split", "voxceleb1-test", "--root", str(root), "--methods", "ground_truth,static_frame",
+               "--metrics", "ssim,psnr", "--clips", ",".join(ids[:2]), "--max-frames", "12", "--out", str(run),
+               "--no-progress", "--no-videos"])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    s = json.loads((run / "summary.json").read_text())
+    assert s["failures"] == [] and s["config"]["clips_selected"] == sorted(ids[:2])
+    assert s["clip_set"]["cross_audio"]["common"] == sorted(ids[:2])
+    assert s["results"]["reconstruction"]["ground_truth"]["SSIM"]["n_clips"] == 2
+    # no list under the root: one line naming the file, no run folder
+    rc = main(["run", "--split", "voxceleb1-test", "--root", str(tmp_path / "none"), "--methods", "ground_truth",
+               "--out", str(tmp_path / "run2"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "veri_test2.txt" in err and "official list" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run2").exists()
+
+
+def test_mead_defaults_to_reconstruction() -> None:
+    from harness.methods import SETTINGS
+    from harness.splits import settings_for
+
+    mead = load_split("mead-test")
+    assert settings_for(mead, mead.clips, None, SETTINGS) == (
+        ["reconstruction"], "split mead-test: no clip has a cross-audio pair (drive_audio/drive_clip): "
+                            "running reconstruction only")
+    for asked in (["cross_audio"], ["reconstruction", "cross_audio"]):
+        with pytest.raises(ManifestError, match="no cross-audio pairs"):
+            settings_for(mead, mead.clips, asked, SETTINGS)
+    assert settings_for(mead, mead.clips, ["reconstruction"], SETTINGS) == (["reconstruction"], None)
+    demo = load_split("demo")
+    assert settings_for(demo, demo.by_role("test"), None, SETTINGS) == (list(SETTINGS), None)
+    with pytest.raises(ManifestError, match="unknown setting"):
+        settings_for(demo, demo.clips, ["lipsync"], SETTINGS)
+
+
+def test_split_without_pairs_runs_once_noted(data_root: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A split with no cross-audio pair (made with --cross-audio none, like MEAD): default settings run
+    reconstruction only and say so in one line; --settings cross_audio is a one-line error."""
+    from harness.cli import main
+
+    manifest = tmp_path / "nopairs.yaml"
+    assert main(["splits", "make", "nopairs", "--from-folder", str(data_root / "video-retalking/face"),
+                 "--cross-audio", "none", "--out", str(manifest), "--no-progress"]) == 0
+    capsys.readouterr()
+    base = ["run", "--split", str(manifest), "--methods", "ground_truth,static_frame", "--metrics", "psnr",
+            "--clips", "3", "--max-frames", "12", "--no-progress", "--no-videos"]
+    assert main(base + ["--out", str(tmp_path / "r1")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("no clip has a cross-audio pair") == 1 and "[failed]" not in out
+    s = json.loads((tmp_path / "r1/summary.json").read_text())
+    assert s["config"]["settings"] == ["reconstruction"] and s["failures"] == [] and list(s["results"]) == ["reconstruction"]
+    assert main(base + ["--out", str(tmp_path / "r1")]) == 0  # resumes: the resolved settings are the identity
+    assert "0 to do" in capsys.readouterr().out
+    rc = main(base + ["--settings", "cross_audio", "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no cross-audio pairs" in err and str(manifest) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r2").exists()

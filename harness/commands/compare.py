@@ -1,5 +1,7 @@
 """`realtalk-bench compare RUN_A RUN_B`: per-value deltas with paired bootstrap CIs; the CI regression gate.
 
+`--format markdown` prints a pull-request comment, `--format json` / `--json FILE` the JSON document.
+
 Exit codes: 0 everything compared and nothing worse beyond tolerance; 1 a regression; 2 usage or input
 error (bad folder, unreadable summary, bad tolerance); 3 not comparable (a metric, method or value in one
 run only, a protocol change, a different split / clip set / --max-frames / settings, failed clips), unless
@@ -22,7 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=None, help="only these methods (comma-separated)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the comparison as JSON here")
+    p.add_argument("--json", default=None, help="also write the comparison as JSON here (schema: README, "
+                                                "'compare --json')")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                   help="stdout: a terminal table (default), GitHub markdown for a pull-request comment, or the "
+                        "JSON document; the exit code is the same for all three")
+    p.add_argument("--output", default=None, metavar="FILE",
+                   help="write the --format output to FILE instead of stdout (e.g. comment.md)")
     p.add_argument("--allow-missing", action="store_true",
                    help="a metric / method / value in one run only is reported, not a reason for exit 3")
     p.add_argument("--allow-protocol-change", action="store_true",
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.compare import Tolerance, compare_runs, load_tolerances, render
+    from harness.compare import Tolerance, compare_runs, load_tolerances, render, to_markdown
     from harness.errors import BenchError
     from harness.store import atomic_write_json
 
@@ -67,7 +75,33 @@ def _run(args: argparse.Namespace) -> int:
                        methods=[m for m in args.methods.split(",") if m] if args.methods else None,
                        allow_missing=args.allow_missing, allow_protocol_change=args.allow_protocol_change,
                        allow_failures=args.allow_failures)
-    render(cmp)
+    if args.format == "table" and not args.output:
+        render(cmp)
+    else:
+        import json
+
+        from harness.fsutil import atomic_write_text
+
+        text = {"markdown": to_markdown, "json": lambda c: json.dumps(c.to_dict(), indent=2, default=str) + "\n",
+                "table": _plain_table}[args.format](cmp)
+        if args.output:
+            atomic_write_text(Path(args.output), text)
+            print(f"{cmp.verdict()}; {args.format} written to {args.output}")
+        else:
+            sys.stdout.write(text)
     if args.json:
         atomic_write_json(Path(args.json), cmp.to_dict())
     return cmp.exit_code
+
+
+def _plain_table(cmp: object) -> str:
+    """--format table --output FILE: the terminal table as plain text."""
+    import io
+
+    from rich.console import Console
+
+    from harness.compare import render
+
+    buf = io.StringIO()
+    render(cmp, Console(file=buf, width=200, color_system=None))
+    return buf.getvalue()

@@ -9,7 +9,8 @@ from typing import Any
 
 from harness.executors import EXECUTORS
 
-REFERENCE_METHODS = ("ground_truth", "static_frame")
+REFERENCE_METHODS = ("ground_truth", "static_frame", "copy_reference")
+LIP_FIGURE_METHODS = ("realtalk", "static_frame", "copy_reference")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +85,31 @@ def build_report(run_dir: str, out_dir: str, console: Any) -> str | None:
     return str(path)
 
 
+def print_lip_figures(run_dir: str, methods: list[str], root: Any, console: Any) -> None:
+    """Issue 14's two figures for the demo model: held-out M-LMD against static_frame / copy_reference and
+    the mouth-opening correlation with the ground truth (harness.demo_figures, from the run's videos)."""
+    if "realtalk" not in methods:
+        return
+    try:
+        from harness.demo_figures import figures_from_run, format_summary, summarize
+
+        figs = figures_from_run(run_dir, methods, root)
+    except Exception as exc:  # noqa: BLE001 - the run's numbers are already saved
+        console.print(f"[red]lip-motion figures failed[/red]: {type(exc).__name__}: {exc}", highlight=False)
+        return
+    for name, clips in figs.items():
+        for cid, f in clips.items():
+            if "error" in f:
+                console.print(f"[yellow]lip-motion figures: {name} {cid}: {f['error']}[/yellow]", highlight=False)
+    summ = summarize(figs)
+    for line in format_summary(summ):
+        console.print(line, highlight=False)
+    rt = summ["realtalk"]
+    beats = all(rt["M-LMD"] < summ[m]["M-LMD"] for m in ("static_frame", "copy_reference") if m in summ)
+    console.print(f"  demo model beats the references on M-LMD: {'yes' if beats else 'NO'}; mouth-opening r "
+                  f"{rt['mouth_r']:.3f} {'>=' if rt['mouth_r'] >= 0.5 else '<'} 0.5 (issue 14 targets)", highlight=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -109,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device)
     summary = run_benchmark(cfg, progress=not args.no_progress, console=console)
     render_summary(summary, console)
+    print_lip_figures(args.out, [m for m in LIP_FIGURE_METHODS if m in methods], args.root, console)
     report = build_report(args.out, args.report or str(Path(args.out) / "report"), console)
     console.print(f"run store: {args.out}", highlight=False)
     if report:

@@ -64,6 +64,40 @@ def _torch_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+def baseline_rows() -> list[tuple[str, str, str]]:
+    """(item, state, detail) per registered method: available / missing and why (repository, python, model
+    files, programs such as ffmpeg), with the repository's path and commit for subprocess baselines.
+    A method that cannot even be constructed without arguments is shown as such, never skipped."""
+    from harness import methods
+
+    rows: list[tuple[str, str, str]] = []
+    try:
+        registry = methods.load_all()
+    except Exception as exc:  # noqa: BLE001 - a broken method module is a row too
+        return [("methods", "[red]error[/red]", f"{type(exc).__name__}: {str(exc)[:100]}")]
+    for name in sorted(registry):
+        try:
+            m = methods.get_method(name)
+        except TypeError:
+            rows.append((f"method:{name}", "[cyan]per run[/cyan]", "needs arguments (e.g. --methods folder:NAME=DIR)"))
+            continue
+        except Exception as exc:  # noqa: BLE001
+            rows.append((f"method:{name}", "[red]error[/red]", f"{type(exc).__name__}: {str(exc)[:100]}"))
+            continue
+        try:
+            ok, why = m.availability()
+        except Exception as exc:  # noqa: BLE001
+            ok, why = False, f"availability check failed: {type(exc).__name__}: {str(exc)[:100]}"
+        detail = f"{m.kind}"
+        if ok and m.kind == "subprocess":
+            commit = m.repo_commit()  # type: ignore[attr-defined]
+            detail += f"; {m.repo()}" + (f" @ {commit[:12]}" if commit else " (not a git checkout)")  # type: ignore[attr-defined]
+        if not ok:
+            detail += f"; {why.splitlines()[0] if why else 'unavailable'}"
+        rows.append((f"method:{name}", "[green]available[/green]" if ok else "[yellow]missing[/yellow]", detail))
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     con = Console()
     t = Table(title="realtalk-bench doctor", show_lines=False)
@@ -85,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
             t.add_row(f"weights:{key}", f"[{color}]{state}[/{color}]", f"{path or '-'}  ({w.purpose})")
     except Exception as exc:  # noqa: BLE001
         t.add_row("weights table", "[red]error[/red]", str(exc)[:100])
+
+    for row in baseline_rows():
+        t.add_row(*row)
 
     for name, purpose in BACKENDS:
         ok, detail = _try_import(name)

@@ -1,12 +1,21 @@
-"""`realtalk-bench latency`: per-method, per-stage latency; `--check budgets.yaml` gates CI."""
+"""`realtalk-bench latency`: per-method, per-stage latency; `--check budgets.yaml` gates CI.
+
+Exit codes: 0 measured (with --check: every budget of this device's class met); 1 --check: a budget exceeded;
+2 usage or input error (bad budget file, unknown method / stage, --device cuda without a GPU, a plugin that
+fails to load); 3 --check: this device matches no device class of the budget file, or its class has no
+budgets, so nothing could be vouched for (--allow-unknown-device turns that into 0, with a note)."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from harness.errors import BenchError
+from harness.plugins import add_plugin_argument, load_plugins
+
+EXIT_OK, EXIT_OVER_BUDGET, EXIT_INPUT, EXIT_UNKNOWN_DEVICE = 0, 1, 2, 3
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the method (e.g. config=paper, checkpoint=PATH)")
     p.add_argument("--stage", default="all", help="a2e|mask|renderer|paste|all (method-specific names)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (default: cuda when a GPU is visible, else cpu) | cpu | "
+                                                    "cuda | cuda:N")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--frames", type=int, default=16, help="frames per timed call for windowed stages")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
@@ -25,7 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", type=Path, help="write results as JSON here")
     p.add_argument("--run", type=Path, help="add the results to this run store (summary.json 'latency')")
-    p.add_argument("--check", type=Path, metavar="BUDGETS.yaml", help="time every budget for this device; exit 1 if over")
+    p.add_argument("--check", type=Path, metavar="BUDGETS.yaml",
+                   help="time every budget of this device's class; exit 1 if one is over, 3 if no class matches")
+    p.add_argument("--allow-unknown-device", action="store_true",
+                   help="with --check: a device that matches no budget device class (or a class without budgets) "
+                        "exits 0 with a note instead of 3")
+    add_plugin_argument(p)  # a plugin method with latency_stages() is timed like a built-in one
     p.set_defaults(func=run)
 
 
@@ -101,10 +116,20 @@ def check_budgets(path: Path, args: argparse.Namespace) -> int:
     budgets = load_budgets(path)
     name = device_name(args.device)
     cls = budgets.device_class(args.device, name)
+    classes = ", ".join(f"{k} (match {v!r})" for k, v in budgets.device_classes.items())
+    problem = None
     if cls is None:
-        print(f"no device class in {path} matches {args.device} ({name}); nothing checked")
-        return 0
-    print(f"device class {cls!r} ({name}); reference op: conv block (harness.latency.reference_op_ms), "
+        problem = (f"device {args.device} is {name!r}, which matches no device class in {path} ({classes}); "
+                   "add a class whose match is a substring of that name, with budgets for it")
+    elif not any(b.device_class == cls for b in budgets.budgets):
+        problem = f"device {args.device} ({name!r}) is device class {cls!r}, which has no budgets in {path}"
+    if problem:
+        if args.allow_unknown_device:
+            print(f"note: {problem}; nothing checked (--allow-unknown-device)")
+            return 0
+        print(f"error: {problem}; nothing checked (exit 3; --allow-unknown-device to pass)", file=sys.stderr)
+        return EXIT_UNKNOWN_DEVICE
+    print(f"device class {cls!r} ({args.device}: {name}); reference op: conv block (harness.latency.reference_op_ms), "
           f"timed just before and after each stage")
     ref_all: list[float] = []
     failed = 0
@@ -135,18 +160,29 @@ def check_budgets(path: Path, args: argparse.Namespace) -> int:
         print(f"{'OK  ' if ok else 'OVER'} {b.method}{margs}/{b.stage} batch {b.batch} {b.dtype}: "
               f"p50 {res['p50_ms_per_frame']:.3f} ms/frame, budget {limit:.3f} ms ({how})")
     if args.json:
-        args.json.write_text(json.dumps({"device_class": cls, "reference_op_ms": ref_all, "results": rows}, indent=2))
-    return 1 if failed else 0
+        args.json.write_text(json.dumps({"device_class": cls, "device": args.device, "device_name": name,
+                                         "reference_op_ms": ref_all, "results": rows}, indent=2))
+    return EXIT_OVER_BUDGET if failed else EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
+    """Input errors exit 2 here (the CLI maps BenchError to 1, which --check reserves for 'over budget')."""
+    try:
+        return _run(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.latency import cuda_available, resolve_device
+
+    load_plugins(args.plugin)
+    args.device = resolve_device(args.device)
     if args.cuda_graphs and not args.device.startswith("cuda"):
         raise BenchError("--cuda-graphs needs --device cuda")
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BenchError("--device cuda but no CUDA device is visible (torch.cuda.is_available() is False)")
+    if args.device.startswith("cuda") and not cuda_available():
+        raise BenchError("--device cuda but no CUDA device is visible (torch.cuda.is_available() is False)")
     if args.check:
         return check_budgets(args.check, args)
     opts = dict(device=args.device, batch=args.batch, dtype=args.dtype, compile=args.compile,

@@ -5,10 +5,13 @@ import argparse
 import math
 from typing import Any
 
+from harness.plugins import add_plugin_argument
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("metrics", help="compute all available metrics for one generated vs ground-truth pair")
-    p.add_argument("--gen", help="generated video, or a folder of frames (png/jpg, sorted)")
+    p.add_argument("--gen", nargs="+", help="generated video(s), or folder(s) of frames (png/jpg, sorted); several "
+                   "versions of one ground truth are scored in one process (networks loaded once, GT features once)")
     p.add_argument("--gt", help="ground-truth video, or a folder of frames")
     p.add_argument("--audio", help="driving audio (wav); default: the ground truth's audio track if any")
     p.add_argument("--metrics", help="comma-separated metric names (default: all registered)")
@@ -19,6 +22,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--metric-arg", action="append", default=[], metavar="METRIC.KEY=VALUE",
                    help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable)")
     p.add_argument("--benchmark", action="store_true", help="print frames/s per metric on the real test clips")
+    p.add_argument("action", nargs="?", choices=["list"],
+                   help="list: every registered metric (values, direction, needs, availability here and why not)")
+    p.add_argument("--json", action="store_true", help="with list: print the rows as JSON")
+    add_plugin_argument(p)
     p.set_defaults(func=run)
 
 
@@ -27,28 +34,54 @@ def _fmt(v: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Warnings about the inputs (corrupt frames held, pair fitted, faces interpolated) print as one line each."""
+    import sys
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _run(args)
+        finally:
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from harness.errors import BenchError
+    from harness.plugins import load_plugins
 
+    load_plugins(args.plugin)
+    if args.action == "list":
+        from harness.listing import metric_rows, print_metrics
+
+        print_metrics(metric_rows(args.device), as_json=args.json)
+        return 0
     if args.benchmark:
         from metrics.throughput import main as bench
 
         return bench(["--frames", str(args.max_frames or 50), "--batch-size", str(args.batch_size)])
     if not args.gen or not args.gt:
         raise BenchError("--gen and --gt are required (or --benchmark)")
+    if isinstance(args.gen, list):  # several generated versions: one process, one table each, worst exit code
+        if len(args.gen) > 1:
+            return max(_run(argparse.Namespace(**{**vars(args), "gen": g})) for g in args.gen)
+        args.gen = args.gen[0]
     from harness.media import read_audio, read_video_or_frames
-    from metrics.compute import aligned_pair, compute_pair
+    from metrics.compute import aligned_pair, compute_pair, fit_audio
 
     gt = read_video_or_frames(args.gt, args.fps, args.max_frames)
     gen = read_video_or_frames(args.gen, args.fps, args.max_frames)
     audio = None
-    if args.audio:
-        audio = read_audio(args.audio)
-    elif getattr(gt.info, "has_audio", False):
-        audio = read_audio(args.gt)
+    audio_path = args.audio or (args.gt if getattr(gt.info, "has_audio", False) else None)
+    if audio_path:
+        audio = read_audio(audio_path)
     pair = aligned_pair(gen, gt)
+    if audio is not None:
+        audio = fit_audio(audio, len(pair.gt_crops), args.fps, 16000, audio_path, warn=args.max_frames is None)
     names = [n.strip() for n in args.metrics.split(",")] if args.metrics else None
     from harness.runner import parse_method_args
 

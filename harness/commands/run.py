@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from harness.executors import EXECUTORS
-from harness.methods import SETTINGS
 
 
 def _csv(s: str) -> list[str]:
@@ -13,72 +13,121 @@ def _csv(s: str) -> list[str]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="evaluate methods x settings x clips of a split into runs/ID (resumable)")
-    p.add_argument("--split", required=True, help="split name (harness/splits/NAME.yaml) or manifest path")
-    p.add_argument("--root", default=None, help="data root (default: $REALTALK_BENCH_DATA or ../shared/data)")
-    p.add_argument("--methods", required=True, type=_csv, help="comma-separated method names")
-    p.add_argument("--settings", type=_csv, default=list(SETTINGS), help="reconstruction,cross_audio (default both)")
-    p.add_argument("--metrics", default="all", help="'all' or comma-separated metric names")
-    p.add_argument("--out", required=True, help="run folder, e.g. runs/ID (rerun the same command to resume)")
-    p.add_argument("--clips", type=_csv, default=None, help="only these clip ids")
-    p.add_argument("--role", default="test", choices=["test", "train", "all"], help="which clips of the split")
-    p.add_argument("--max-frames", type=int, default=None, help="cap each clip at its first N frames (quick runs)")
-    p.add_argument("--executor", default="local", choices=list(EXECUTORS),
-                   help="local: one after another here; processes: a pool of local worker processes; ray: Ray tasks")
-    p.add_argument("--workers", type=int, default=None, help="processes executor: workers (default: all cores, at most 8)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs requested per Ray task (one clip)")
-    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs requested per Ray task (one clip)")
-    p.add_argument("--device", default="cpu", help="metric device: cpu | cuda | auto")
-    p.add_argument("--method-arg", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                   help="constructor argument for a method, e.g. realtalk.checkpoint=PATH (repeatable)")
-    p.add_argument("--metric-arg", action="append", default=[], metavar="METRIC.KEY=VALUE",
-                   help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable; part of the run identity)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="extra module to import (registers methods/metrics outside the package)")
-    p.add_argument("--no-videos", action="store_true", help="do not write generated videos")
-    p.add_argument("--retry-failed", action="store_true", help="redo clips whose record says failed")
-    p.add_argument("--allow-failures", action="store_true",
-                   help="exit 0 even when clips failed (default: exit 1; the finished work is written either way)")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_options(p)
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
-    from harness.runner import RunConfig, parse_method_args
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The run options. Every default is None so that a flag typed on the command line can be told from
+    one left out (which a --config file may then set); RunConfig holds the real defaults."""
+    p.add_argument("--config", default=None, metavar="RUN.yaml",
+                   help="a YAML file of run options (same names as these flags); flags given here override it")
+    p.add_argument("--split", help="split name (harness/splits/NAME.yaml) or manifest path (required)")
+    p.add_argument("--root", help="data root (default: $REALTALK_BENCH_DATA or ../shared/data)")
+    p.add_argument("--methods", type=_csv, help="comma-separated method names (required)")
+    p.add_argument("--settings", type=_csv,
+                   help="reconstruction,cross_audio (default: both; reconstruction only on a split without cross-audio pairs)")
+    p.add_argument("--metrics", help="'all' (default) or comma-separated metric names")
+    p.add_argument("--out", help="run folder, e.g. runs/ID (rerun the same command to resume; required)")
+    p.add_argument("--clips", type=_csv, help="only these clip ids")
+    p.add_argument("--role", choices=["test", "train", "all"], help="which clips of the split (default test)")
+    p.add_argument("--max-frames", type=int, help="cap each clip at its first N frames (quick runs)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="evaluate shard I of N (clips sorted by id, every N-th); combine with `realtalk-bench merge`")
+    p.add_argument("--executor", choices=list(EXECUTORS),
+                   help="local (default): one after another here; processes: a pool of local worker processes; "
+                        "ray: Ray tasks")
+    p.add_argument("--workers", type=int, help="processes executor: workers (default: all cores, at most 8)")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--num-cpus", type=float, help="CPUs requested per Ray task (one clip; default 1)")
+    p.add_argument("--num-gpus", type=float, help="GPUs requested per Ray task (one clip; default 0)")
+    p.add_argument("--device", help="metric device: cpu (default) | cuda | auto")
+    p.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE",
+                   help="constructor argument for a method, e.g. realtalk.checkpoint=PATH (repeatable)")
+    p.add_argument("--metric-arg", action="append", metavar="METRIC.KEY=VALUE",
+                   help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable; part of the run identity)")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples (default 1000)")
+    p.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE.py",
+                   help="module (from sys.path or the current directory) or .py file that registers methods/metrics "
+                        "(repeatable); installed packages register through entry points")
+    p.add_argument("--no-videos", action="store_true", default=None, help="do not write generated videos")
+    p.add_argument("--retry-failed", action="store_true", default=None, help="redo clips whose record says failed")
+    p.add_argument("--allow-failures", action="store_true", default=None,
+                   help="exit 0 even when clips failed (default: exit 1; the finished work is written either way)")
+    p.add_argument("--no-progress", action="store_true", default=None)
 
-    return RunConfig(
-        split=args.split, out=args.out, methods=args.methods, root=args.root, settings=args.settings,
-        metrics="all" if args.metrics == "all" else _csv(args.metrics), clips=args.clips, role=args.role,
-        max_frames=args.max_frames, method_args=parse_method_args(args.method_arg),
-        metric_args=parse_method_args(args.metric_arg, "--metric-arg", "METRIC"), executor=args.executor,
-        workers=args.workers, address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-        device=args.device, seed=args.seed,
-        n_boot=args.n_boot, plugins=args.plugin, write_videos=not args.no_videos, retry_failed=args.retry_failed,
-    )
+
+def cli_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options typed on the command line (None = not given), under the config-file key names."""
+    from harness.runner import parse_method_args
+
+    return {
+        "split": args.split, "root": args.root, "methods": args.methods, "settings": args.settings,
+        "metrics": None if args.metrics is None else ("all" if args.metrics == "all" else _csv(args.metrics)),
+        "out": args.out, "clips": args.clips, "role": args.role, "max_frames": args.max_frames, "shard": args.shard,
+        "executor": args.executor, "workers": args.workers, "address": args.address, "num_cpus": args.num_cpus,
+        "num_gpus": args.num_gpus, "device": args.device,
+        "method_args": parse_method_args(args.method_arg) if args.method_arg else None,
+        "metric_args": parse_method_args(args.metric_arg, "--metric-arg", "METRIC") if args.metric_arg else None,
+        "seed": args.seed, "n_boot": args.n_boot, "plugins": args.plugin, "no_videos": args.no_videos,
+        "retry_failed": args.retry_failed, "allow_failures": args.allow_failures, "no_progress": args.no_progress,
+    }
+
+
+def resolved_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--config file options with the command line's flags over them."""
+    from harness.run_config import load_run_file, merge_options
+
+    return merge_options(load_run_file(args.config) if args.config else {}, cli_options(args))
+
+
+def config_from_args(args: argparse.Namespace):
+    from harness.run_config import config_from_options
+
+    return config_from_options(resolved_options(args), source=args.config or "the command line")
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.run_config import config_from_options
+
+    opts = resolved_options(args)
+    cfg = config_from_options(opts, source=args.config or "the command line")
+    return run_and_report(cfg, bool(opts.get("no_progress")), bool(opts.get("allow_failures")))
+
+
+def run_and_report(cfg: Any, no_progress: bool, allow_failures: bool) -> int:
+    """Run (or resume) cfg, print the tables and return the exit code (shared by `run` and `rerun`)."""
     from rich.console import Console
 
     from harness.runner import render_summary, run_benchmark
 
     console = Console()
-    summary = run_benchmark(config_from_args(args), progress=not args.no_progress, console=console)
+    summary = run_benchmark(cfg, progress=not no_progress, console=console)
     render_summary(summary, console)
-    console.print(f"run store: {args.out} (summary.json, per_clip.csv, clips/, videos/)  wall {summary['wall_s']:.1f} s",
+    console.print(f"run store: {cfg.out} (summary.json, per_clip.csv, clips/, videos/)  wall {summary['wall_s']:.1f} s",
                   highlight=False)
-    return failure_exit(summary, args.allow_failures, console)
+    return failure_exit(summary, allow_failures, console, requested_metrics=cfg.metrics)
 
 
-def failure_exit(summary: dict, allow_failures: bool, console) -> int:
-    """1 when clips failed (a run with holes must not pass a CI step silently), unless allowed."""
+def missing_requested(summary: dict, requested_metrics: Any) -> list[str]:
+    """Metrics named explicitly (not via 'all') and methods that could not run: a hole the gate must see."""
+    holes = [f"method {k}" for k in (summary.get("unavailable_methods") or {})]
+    if requested_metrics != "all":
+        holes += [f"metric {k}" for k in (summary.get("unavailable") or {}) if k in set(requested_metrics or [])]
+    return holes
+
+
+def failure_exit(summary: dict, allow_failures: bool, console, requested_metrics: Any = "all") -> int:
+    """1 when clips failed, or a named metric / a method was unavailable (a run with holes must not pass a CI
+    step silently), unless allowed with --allow-failures."""
     n = len(summary.get("failures") or [])
-    if not n:
+    holes = missing_requested(summary, requested_metrics)
+    if not n and not holes:
         return 0
+    what = ", ".join(([f"{n} failure(s)"] if n else []) + [f"{h} unavailable" for h in holes])
     if allow_failures:
-        console.print(f"{n} failure(s) allowed (--allow-failures)", highlight=False)
+        console.print(f"{what} allowed (--allow-failures)", highlight=False)
         return 0
-    console.print(f"[red]exit 1[/red]: {n} failure(s) (pass --allow-failures to exit 0)", highlight=False)
+    console.print(f"[red]exit 1[/red]: {what} (pass --allow-failures to exit 0)", highlight=False)
     return 1

@@ -1,5 +1,6 @@
 """`realtalk-bench splits list | show NAME | verify NAME [--root DIR] | fetch NAME [--root DIR]
-| prepare NAME [--root DIR] [--clips a,b] [--max-frames N] [--json PATH]`."""
+| prepare NAME [--root DIR] [--clips a,b] [--max-frames N] [--json PATH]
+| make NAME --from-folder DIR [--audio-dir DIR] [--cross-audio rotate|none] [--seed S] --out NAME.yaml`."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             q.add_argument("--no-hash", action="store_true", help="skip sha256 (faster)")
         q.set_defaults(func=fn)
     _add_prepare(sub)
+    _add_make(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -40,6 +42,47 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-frames", type=int, default=None, help="only the first N frames at 25 fps of each clip")
     q.add_argument("--json", default=None, help="also write the rows and totals to this JSON file")
     q.set_defaults(func=_prepare)
+
+
+def _add_make(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("make", help="write a manifest for a folder of your own videos (sha256, duration, fps measured)")
+    q.add_argument("name", help="split name written into the manifest")
+    q.add_argument("--from-folder", required=True, metavar="DIR", help="folder of videos (searched recursively)")
+    q.add_argument("--audio-dir", default=None, metavar="DIR",
+                   help="speech files named like the videos (default: each video's own audio track)")
+    q.add_argument("--cross-audio", default="rotate", choices=["rotate", "none"],
+                   help="rotate: each clip driven by another clip's speech (seeded cycle); none: reconstruction only")
+    q.add_argument("--seed", type=int, default=0, help="seed of the cross-audio rotation")
+    q.add_argument("--role", default="test", choices=["test", "train"], help="role of every clip")
+    q.add_argument("--root", default=None,
+                   help="write paths relative to this data root when files lie under it (default: absolute paths)")
+    q.add_argument("--out", default=None, help="manifest file to write (default: NAME.yaml here)")
+    q.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=_make)
+
+
+def _make(args: argparse.Namespace) -> int:
+    from harness.splits.make import make_split, write_manifest
+
+    made = make_split(args.name, args.from_folder, args.audio_dir, args.cross_audio, args.seed, args.role,
+                      args.root, progress=not args.no_progress)
+    path = write_manifest(made, args.out or f"{args.name}.yaml", args.force)
+    clips = made.doc["clips"]
+    pairs = sum(1 for c in clips if c["drive_clip"])
+    con = Console(highlight=False)
+    con.print(f"wrote {path}: {len(clips)} clip(s), role {args.role}, "
+              f"{pairs} cross-audio pair(s)" + (f" (rotate, seed {args.seed})" if pairs else ""), markup=False)
+    if made.ignored:
+        more = f" (+{len(made.ignored) - 5} more)" if len(made.ignored) > 5 else ""
+        con.print(f"ignored {len(made.ignored)} non-video file(s): {', '.join(made.ignored[:5])}{more}", markup=False)
+    for w in made.warnings:
+        con.print(f"warning: {w}", markup=False)
+    root = f" --root {args.root}" if args.root else ""
+    con.print(f"next: realtalk-bench splits verify {path}{root}; "
+              f"realtalk-bench run --split {path}{root} --methods ground_truth,static_frame --out runs/{args.name}",
+              markup=False)
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

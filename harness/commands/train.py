@@ -1,7 +1,8 @@
 """`realtalk-bench train a2e|renderer --split NAME --config paper|small ...`: train one RealTalk stage on the
 split's TRAIN clips. Checkpoints, loss logs (CSV + JSON lines) go to --out; --resume continues from
 <out>/<stage>.pt. When both stages exist in --out, <out>/realtalk.pt (the file `--method realtalk`
-takes as checkpoint=) is (re)written."""
+takes as checkpoint=) is (re)written. Each stage checkpoint records the command line that made it
+("command"); realtalk.pt carries both ("train_commands")."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", default="logmel", choices=["logmel", "hubert"])
     p.add_argument("--face-model", default="landmark68", choices=["landmark68", "bfm"])
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--a2e-dropout", type=float, default=None, help="A2E dropout (default: the config's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -36,12 +39,23 @@ def run(args: argparse.Namespace) -> int:
 
     fm = get_face_model(args.face_model)
     feat = get_featurizer(args.features)
-    cfg = get_config(args.config).with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_audio_dim(feat.dim)
+    cfg = get_config(args.config).with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_featurizer(feat)
     if args.seed is not None:
         cfg.train.seed = args.seed
+    if args.a2e_dropout is not None:
+        cfg.a2e.dropout = args.a2e_dropout
     clips = load_split_data(args.split, args.root, fm, feat, role="train", max_frames=args.max_frames)
     out = Path(args.out)
-    kw = dict(steps=args.steps, time_budget=args.time_budget, resume=args.resume, progress=not args.no_progress)
+    import shlex
+    import sys
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    command = "realtalk-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
+    kw = dict(steps=args.steps, time_budget=args.time_budget, resume=args.resume, progress=not args.no_progress,
+              command=command)
     if args.stage == "a2e":
         summary = train_a2e(cfg, clips, fm, out, featurizer_name=feat.name, **kw)
     else:

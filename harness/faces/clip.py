@@ -20,6 +20,7 @@ from harness.faces.landmarks import LandmarkDetector, get_landmarker
 from harness.faces.track import FaceTrack, track_faces
 
 CODE_VERSION = "faces-1"
+MAX_UPSCALE = 2.0  # crops upscaled more than this from the frame get a warning (a small face in a big frame)
 
 
 @dataclass
@@ -77,14 +78,19 @@ def clip_faces(
                   frames=hashlib.sha256(np.asarray(video.source_timestamps, np.float64).tobytes()).hexdigest())
 
     def compute() -> dict[str, np.ndarray]:
-        track = track_faces(frames, det, every=every, smooth=smooth, pick=pick, max_gap=max_gap, name=video.path)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as said:  # kept in the cache entry, re-emitted below
+            warnings.simplefilter("always", UserWarning)
+            track = track_faces(frames, det, every=every, smooth=smooth, pick=pick, max_gap=max_gap, name=video.path)
         ct = make_crop_track(track, frames.shape[1:3], size=size, scale=scale, shift_y=shift_y, fixed_side=fixed_side)
         crops = crop_frames(frames, ct, pad=pad)
         fboxes = _face_boxes_in_crop(track.boxes, ct)
         lms = landmarks_on_crops(crops, lm, boxes=fboxes)
         return {"track_boxes": track.boxes, "raw_boxes": track.raw_boxes, "detected": track.detected,
                 "n_tracks": np.array(track.n_tracks), "crop_boxes": ct.boxes, "face_boxes": fboxes,
-                "landmarks": lms, "crops": crops}
+                "landmarks": lms, "crops": crops,
+                "track_warnings": np.array([str(w.message) for w in said], dtype=str)}
 
     arrays = None
     if store is not None:
@@ -96,12 +102,44 @@ def clip_faces(
             store.put_arrays(key, {k: v for k, v in arrays.items() if k != "crops"})
     track = FaceTrack(boxes=arrays["track_boxes"], detected=arrays["detected"].astype(bool),
                       raw_boxes=arrays["raw_boxes"], n_tracks=int(arrays["n_tracks"]), detector=det.name)
+    _warn_missed(track, every, video.path)
     ct = CropTrack(boxes=arrays["crop_boxes"], size=size, scale=scale, shift_y=shift_y,
                    frame_shape=(int(frames.shape[1]), int(frames.shape[2])))
     crops = arrays["crops"] if "crops" in arrays else crop_frames(frames, ct, pad=pad)
+    import warnings
+
+    for msg in arrays.get("track_warnings", np.zeros(0, str)).tolist():  # also on a cache hit
+        warnings.warn(msg, stacklevel=2)
+    side = float(np.median(ct.sides())) if len(ct) else float(size)
+    if side < size / MAX_UPSCALE:
+        warnings.warn(f"{video.path}: small face: the {size}x{size} crops are upscaled {size / side:.1f}x from "
+                      f"{side:.0f} px of the frame (metrics see interpolated pixels)", stacklevel=2)
     return ClipFaces(crops=crops, crop_track=ct, landmarks=arrays["landmarks"].astype(np.float32),
                      face_boxes=arrays["face_boxes"], track=track, detector=det.name, landmarker=lm.name,
                      landmarker_sha256=lm.weights_sha256)
+
+
+def missed_frames(track: FaceTrack, every: int = 1) -> np.ndarray:
+    """Frames the detector searched and did not find the tracked face on (their boxes are interpolated)."""
+    T = len(track.detected)
+    searched = np.zeros(T, dtype=bool)
+    searched[::max(1, int(every))] = True
+    if T:
+        searched[-1] = True
+    return np.flatnonzero(searched & ~np.asarray(track.detected, bool))
+
+
+def _warn_missed(track: FaceTrack, every: int, path: Any) -> None:
+    """Say which frames had no face (gaps up to max_gap are interpolated, longer ones raised NoFaceError)."""
+    import warnings
+
+    from harness.faces.track import frame_ranges
+
+    miss = missed_frames(track, every)
+    if len(miss):
+        warnings.warn(f"{path}: no face detected on {len(miss)} of {len(track.detected)} frames "
+                      f"({frame_ranges(miss)}); their face boxes are interpolated from the neighbouring frames",
+                      stacklevel=3)
 
 
 def prior_box(size: int = DEFAULT_SIZE, scale: float = DEFAULT_SCALE, shift_y: float = DEFAULT_SHIFT_Y) -> np.ndarray:

@@ -73,9 +73,13 @@ class DlibHogDetector(FaceDetector):
     name = "dlib_hog"
 
     def __init__(self, upsample: int = 0, max_side: int | None = 400, retry_upsample: bool = True,
-                 threshold: float = 0.0):
+                 threshold: float = 0.0, full_res_retry: bool = True):
         import dlib
 
+        # a small face in a big frame (a 1080x1920 phone video) shrinks below HOG's minimum on the downscaled
+        # copy: when nothing is found there, one more pass on the full-resolution frame (only then: no cost
+        # for the usual big talking-head face)
+        self.full_res_retry = bool(full_res_retry)
         self._det = dlib.get_frontal_face_detector()
         self.upsample = int(upsample)
         self.max_side = max_side
@@ -84,7 +88,7 @@ class DlibHogDetector(FaceDetector):
 
     def params(self) -> dict:
         return {"upsample": self.upsample, "max_side": self.max_side, "retry": self.retry_upsample,
-                "threshold": self.threshold}
+                "threshold": self.threshold, "full_res_retry": self.full_res_retry}
 
     def _run(self, img: np.ndarray, upsample: int) -> np.ndarray:
         rects, scores, _ = self._det.run(img, upsample, self.threshold)
@@ -97,6 +101,8 @@ class DlibHogDetector(FaceDetector):
         boxes = self._run(small, self.upsample)
         if len(boxes) == 0 and self.retry_upsample:
             boxes = self._run(small, self.upsample + 1)
+        if len(boxes) == 0 and self.full_res_retry and f < 1.0:
+            boxes, f = self._run(frame, self.upsample), 1.0
         return _finish(boxes, f, frame.shape)
 
 

@@ -72,6 +72,15 @@ def _load_fan_torchscript(path: Path, device: str):
     return torch.jit.load(str(path), map_location=device).eval()
 
 
+def fan_weights_key() -> str:
+    """The weights-table key of the FAN file FANLandmarker loads by default: face-alignment 1.5's state dict
+    (`fan_2d_pth`) when present, else the 1.3/1.4 TorchScript zip (`fan_2d`) when present, else `fan_2d_pth`
+    (the file to ask for). Metrics check availability and record the sha256 of this same file."""
+    if weights.available("fan_2d_pth"):
+        return "fan_2d_pth"
+    return "fan_2d" if weights.available("fan_2d") else "fan_2d_pth"
+
+
 class FANLandmarker(LandmarkDetector):
     """face-alignment's 2D FAN (2DFAN-4). Pre/post-processing is face-alignment's own (crop around the
     box centre shifted up by 0.12 h, scale (w+h)/195, heatmap argmax with quarter-pixel refinement,
@@ -81,12 +90,7 @@ class FANLandmarker(LandmarkDetector):
 
     def __init__(self, path: str | Path | None = None, device: str = "cpu", flip_input: bool = True):
         if path is None:
-            if weights.available("fan_2d_pth"):
-                path = weights.require("fan_2d_pth")
-            elif weights.available("fan_2d"):
-                path = weights.require("fan_2d")
-            else:
-                weights.require("fan_2d_pth")  # raises, naming the file face-alignment 1.5 loads
+            path = weights.require(fan_weights_key())  # raises, naming the file face-alignment 1.5 loads
         self.path = Path(path)  # type: ignore[arg-type]
         self.weights_sha256 = weights.file_sha256(self.path)
         self.device = device
@@ -131,4 +135,5 @@ def get_landmarker(name: str = "dlib", **kwargs) -> LandmarkDetector:
     return LANDMARKERS[name](**kwargs)
 
 
-__all__ = ["LandmarkDetector", "DlibLandmarker", "FANLandmarker", "get_landmarker", "WeightsMissingError"]
+__all__ = ["LandmarkDetector", "DlibLandmarker", "FANLandmarker", "fan_weights_key", "get_landmarker",
+           "WeightsMissingError"]

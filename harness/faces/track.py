@@ -103,6 +103,33 @@ def pick_track(tracks: list[_Track], pick: str | int = "largest", min_share: flo
     raise ValueError(f"pick must be 'largest', 'first' or a track index, got {pick!r}")
 
 
+def crossing_frames(chosen: _Track, other: _Track) -> list[int]:
+    """Frames on which both tracks were seen and their boxes overlap (where a tracker can swap them)."""
+    mine = dict(zip(chosen.frames, chosen.boxes))
+    out = []
+    for f, b in zip(other.frames, other.boxes):
+        a = mine.get(f)
+        if a is not None and box_iou(np.asarray(a)[None], np.asarray(b)[None])[0, 0] > 0:
+            out.append(f)
+    return out
+
+
+def _warn_other_faces(chosen: _Track, tracks: list[_Track], pick: str | int, label: str,
+                      min_share: float = 0.5) -> None:
+    """Several faces seen for long (another person in the frame): say which one is scored, and on which frames
+    their boxes cross (frames where the picked track may have jumped to the other face)."""
+    import warnings
+
+    longest = max(len(t.frames) for t in tracks)
+    others = [t for t in tracks if t is not chosen and len(t.frames) >= min_share * longest]
+    if not others:
+        return
+    cross = sorted({f for t in others for f in crossing_frames(chosen, t)})
+    where = f"; the tracks cross at frames {frame_ranges(cross)}" if cross else "; the tracks never cross"
+    warnings.warn(f"{label}: {len(others) + 1} faces tracked, scoring the {pick} one (median box "
+                  f"{np.sqrt(chosen.area()):.0f} px{where})", stacklevel=3)
+
+
 def smooth_boxes(boxes: np.ndarray, kernel: int = 5) -> np.ndarray:
     """Median filter each coordinate over time (edge-replicated, so the ends are not pulled to 0
     the way scipy's zero-padded medfilt would)."""
@@ -140,6 +167,7 @@ def track_faces(
                           f" with detector {det.name}", label)
     tracks = link_detections(dets, iou_threshold=iou_threshold, max_gap=max(max_gap, every))
     chosen = pick_track(tracks, pick)
+    _warn_other_faces(chosen, tracks, pick, label)
 
     seen = np.array(chosen.frames)
     raw = np.stack(chosen.boxes)

@@ -10,6 +10,9 @@ Manifest schema (YAML):
   tolerance: {duration_s: 0.05, fps_rel: 0.01}          # for `splits verify`
   files: {rel_path: {sha256, duration, fps, sample_rate?, url?}}   # optional per-file pins
   clips: [{clip_id, identity, role, video, audio, frame_range, drive_audio, drive_clip, sha256, duration, fps}]
+  pending: {list_file, parse, n, seed, cross_audio, video, audio}  # clips picked from an official list (voxceleb1)
+Paths are relative to the data root, or absolute (`splits make` writes absolute paths by default). A split
+whose clips have no drive_audio/drive_clip runs reconstruction only (settings_for).
 """
 from __future__ import annotations
 
@@ -111,6 +114,9 @@ def _clip(d: dict[str, Any], files: dict[str, dict[str, Any]], path: Path) -> Cl
     role = d.get("role", "test")
     if role not in ROLES:
         raise ManifestError(f"clip {clip_id}: role must be one of {ROLES}, got {role!r}", path)
+    for rel in (video, d.get("audio"), d.get("drive_audio")):
+        if rel is not None and not os.path.isabs(str(rel)) and os.path.normpath(str(rel)).split(os.sep)[0] == "..":
+            raise ManifestError(f"clip {clip_id}: path {rel!r} escapes the data root (refused)", path)
     pins = files.get(video, {})
     return ClipEntry(
         clip_id=clip_id, identity=str(d.get("identity", clip_id)), video=video, audio=d.get("audio"),
@@ -126,14 +132,18 @@ def load_split(name: str | os.PathLike) -> Split:
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ManifestError(f"cannot read manifest: {exc}", path) from exc
+        mark = getattr(exc, "problem_mark", None)
+        why = (f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+               if mark is not None and getattr(exc, "problem", None) else " ".join(str(exc).split()))
+        raise ManifestError(f"cannot read manifest: {why}", path) from None
     if not isinstance(doc, dict) or "clips" not in doc:
         raise ManifestError("manifest must be a mapping with a 'clips' list", path)
     files = doc.get("files") or {}
     clips = [_clip(d, files, path) for d in doc["clips"] or []]
     ids = [c.clip_id for c in clips]
     if len(set(ids)) != len(ids):
-        raise ManifestError("duplicate clip_id in manifest", path)
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ManifestError(f"duplicate clip_id in manifest: {', '.join(repr(i) for i in dup)}", path)
     for c in clips:
         if c.drive_clip is not None and c.drive_clip not in ids:
             raise ManifestError(f"clip {c.clip_id}: drive_clip {c.drive_clip!r} is not in the split", path)
@@ -187,6 +197,34 @@ def materialize(split: Split, root: str | os.PathLike | None = None) -> Split:
             c.drive_audio, c.drive_clip = nxt.audio_path(), nxt.clip_id
     split.clips = clips
     return split
+
+
+def has_cross_audio(clips: list[ClipEntry]) -> bool:
+    """Whether any of these clips has a cross-audio pair (drive_audio or drive_clip)."""
+    return any(c.drive_audio or c.drive_clip for c in clips)
+
+
+def settings_for(split: Split, clips: list[ClipEntry], requested: list[str] | None,
+                 known: tuple[str, ...]) -> tuple[list[str], str | None]:
+    """(settings to run, a one-line note or None). requested None = the split's default: every known
+    setting, or reconstruction only when no chosen clip has a cross-audio pair (MEAD), said once instead of
+    a failure per clip. cross_audio asked for explicitly on such a split is a ManifestError."""
+    if requested is not None:
+        bad = [s for s in requested if s not in known]
+        if bad:
+            raise ManifestError(f"unknown setting {bad[0]!r}; known: {', '.join(known)}")
+        if not requested:
+            raise ManifestError(f"no settings given; known: {', '.join(known)}")
+    pairs = has_cross_audio(clips)
+    if requested is None:
+        if pairs or "cross_audio" not in known:
+            return list(known), None
+        return [s for s in known if s != "cross_audio"], (
+            f"split {split.name}: no clip has a cross-audio pair (drive_audio/drive_clip): running reconstruction only")
+    if "cross_audio" in requested and not pairs:
+        raise ManifestError(f"--settings cross_audio: split {split.name} has no cross-audio pairs (no clip has "
+                            f"drive_audio or drive_clip); use --settings reconstruction", split.path)
+    return list(requested), None
 
 
 def resolve(root: str | os.PathLike | None, rel: str) -> Path:

@@ -1,0 +1,217 @@
+"""Plugins: methods and metrics that live outside this package.
+
+Two ways in, the ecosystem's usual ones:
+- entry points: a pip-installed package lists its modules or classes under the groups
+  `realtalk_bench.methods` / `realtalk_bench.metrics` (pyproject `[project.entry-points."realtalk_bench.methods"]`);
+  the registries load them once, lazily, on first use (harness.methods.load_all, metrics.base.load_all).
+- `--plugin MODULE_OR_FILE.py` on every command that takes methods or metrics: a module name (importable from
+  sys.path or the current directory) or a path to a .py file; importing it runs its @register decorators.
+
+A plugin that fails to load is a one-line PluginError naming the plugin and the exception, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+from harness.errors import BenchError
+
+METHODS_GROUP = "realtalk_bench.methods"
+METRICS_GROUP = "realtalk_bench.metrics"
+
+
+class PluginError(BenchError):
+    """A plugin (entry point, module or .py file) could not be loaded or registered."""
+
+
+def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
+    """The one --plugin option every command taking methods or metrics shares."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE.py",
+                        help="import a module (from sys.path or the current directory) or a .py file that registers "
+                             "methods/metrics (repeatable); installed packages register through entry points")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def is_file_spec(spec: str) -> bool:
+    return spec.endswith(".py") or os.sep in spec or "/" in spec
+
+
+def _module_name_for(path: Path) -> str:
+    """The file's stem when free (so `--plugin x.py` and `--plugin x` are one module); a name derived from the
+    path when the stem is taken by another module (a plugin file called metrics.py must not replace ours)."""
+    stem = path.stem
+    existing = sys.modules.get(stem)
+    if stem.isidentifier() and (existing is None or _same_file(existing, path)):
+        return stem
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    safe = "".join(ch if ch.isalnum() else "_" for ch in stem)
+    return f"realtalk_bench_plugin_{safe}_{digest}"
+
+
+def _same_file(mod: ModuleType, path: Path) -> bool:
+    f = getattr(mod, "__file__", None)
+    try:
+        return f is not None and Path(f).resolve() == path
+    except OSError:
+        return False
+
+
+def _load_file(spec: str) -> ModuleType:
+    path = Path(spec).expanduser().resolve()
+    if not path.is_file():
+        raise PluginError("plugin file not found", path)
+    if path.suffix != ".py":
+        raise PluginError("plugin file is not a .py file", path)
+    name = _module_name_for(path)
+    if name in sys.modules:
+        return sys.modules[name]
+    mspec = importlib.util.spec_from_file_location(name, path)
+    if mspec is None or mspec.loader is None:
+        raise PluginError("cannot be imported as a Python module", path)
+    mod = importlib.util.module_from_spec(mspec)
+    sys.modules[name] = mod  # before exec: dataclasses and pickling look the module up by name
+    try:
+        mspec.loader.exec_module(mod)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise PluginError(f"plugin failed to import: {_first_line(exc)}", path) from None
+    return mod
+
+
+def _load_module(spec: str) -> ModuleType:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # the console script does not put the working directory on the path
+        sys.path.append(cwd)
+    importlib.invalidate_caches()  # a module written after start-up (tests, notebooks) must be found
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name and (spec == exc.name or spec.startswith(exc.name + ".")):
+            raise PluginError(f"plugin {spec!r}: no module named {exc.name!r} (looked on sys.path and in {cwd}); "
+                              "give an importable module name or a path to a .py file") from None
+        raise PluginError(f"plugin {spec!r} failed to import: {_first_line(exc)}") from None
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise PluginError(f"plugin {spec!r} failed to import: {_first_line(exc)}") from None
+
+
+def load_plugin(spec: str) -> ModuleType:
+    """Import one --plugin value (module name or .py path); importing again is a no-op."""
+    spec = spec.strip()
+    if not spec:
+        raise PluginError("empty --plugin value")
+    _load_registries()
+    with _origin(f"--plugin {spec}"):
+        return _load_file(spec) if is_file_spec(spec) else _load_module(spec)
+
+
+def _load_registries() -> None:
+    """Built-ins (and installed entry points) first, so a plugin reusing one of their names is the one refused."""
+    from harness.methods import load_all as load_methods
+    from metrics.base import load_all as load_metrics
+
+    load_methods()
+    load_metrics()
+
+
+def load_plugins(specs: Iterable[str] | None) -> None:
+    """Import every --plugin value in order (the registries then know their methods/metrics)."""
+    for spec in specs or []:
+        load_plugin(spec)
+
+
+def absolute_specs(specs: Iterable[str] | None) -> list[str]:
+    """File plugins as absolute paths (for workers that may start elsewhere); module names unchanged."""
+    return [str(Path(s).expanduser().resolve()) if is_file_spec(s) else s for s in specs or []]
+
+
+# where a registered class came from (for `methods list` / `metrics list`) ----------------------------------
+OWN_PACKAGES = frozenset({"harness", "metrics", "realtalk", "baselines"})
+_CURRENT: list[str] = []  # the plugin being loaded now (innermost last)
+
+
+class _origin:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __enter__(self) -> None:
+        _CURRENT.append(self.label)
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.pop()
+
+
+def origin_of(cls: type) -> str:
+    """'built-in' for this package's classes, else the plugin being loaded ('--plugin X' / 'entry point ...'),
+    else the defining module (a class registered by code that imported it directly)."""
+    module = next((c.__module__ for c in cls.__mro__ if c.__module__ != "abc"), cls.__module__)  # type() classes
+    if module.split(".")[0] in OWN_PACKAGES:
+        return "built-in"
+    return _CURRENT[-1] if _CURRENT else f"module {module}"
+
+
+# entry points -------------------------------------------------------------------------------------------
+LOADED: list[dict[str, str]] = []  # what load_entry_points loaded: group, name, value, package ("name version")
+
+
+def _entry_points(group: str) -> list[Any]:
+    from importlib.metadata import entry_points
+
+    seen, out = set(), []
+    for ep in entry_points(group=group):  # the same distribution on sys.path twice lists its entry points twice
+        if (ep.name, ep.value) not in seen:
+            seen.add((ep.name, ep.value))
+            out.append(ep)
+    return out
+
+
+def load_entry_points(group: str, registry: dict[str, Any], register: Callable[[Any], Any], base: type) -> None:
+    """Load every entry point of `group`. An entry point names a module (its import registers) or an object:
+    a `base` subclass (registered unless its decorator did already) or a no-argument function that registers."""
+    for ep in _entry_points(group):
+        dist = getattr(ep, "dist", None)
+        package = f"{dist.metadata['Name']} {dist.version}" if dist is not None else ""
+        try:
+            with _origin(f"entry point {ep.name}" + (f" ({package})" if package else "")):
+                _load_entry_point(ep, registry, register, base)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            pkg = f", package {package}" if package else ""
+            raise PluginError(f"entry point {ep.name} = {ep.value} (group {group}{pkg}) failed to load: "
+                              f"{_first_line(exc)}") from None
+        info = {"group": group, "name": ep.name, "value": ep.value, "package": package}
+        if info not in LOADED:
+            LOADED.append(info)
+
+
+def _load_entry_point(ep: Any, registry: dict[str, Any], register: Callable[[Any], Any], base: type) -> None:
+    obj = ep.load()
+    if isinstance(obj, type) and issubclass(obj, base):
+        if registry.get(getattr(obj, "name", None)) is not obj:
+            register(obj)
+    elif isinstance(obj, ModuleType):
+        pass  # importing it ran its @register decorators
+    elif callable(obj):
+        obj()
+    else:
+        raise TypeError(f"expected a module, a {base.__name__} subclass or a function, got {type(obj).__name__}")
+
+
+def plugins_info(specs: Iterable[str] | None) -> dict[str, Any]:
+    """What a run records: the --plugin values and the entry points loaded (with their package versions)."""
+    return {"modules": list(specs or []), "entry_points": [dict(e) for e in LOADED]}

@@ -1,0 +1,139 @@
+"""`run --config run.yaml`: one file describes a run.
+
+Keys are the `run` flags' names (`max_frames` or `max-frames`); lists may be YAML lists or comma strings;
+`method_args` / `metric_args` are nested mappings ({lmd: {protocol: eat}}) or the flags' METHOD.KEY=VALUE
+strings. A flag given on the command line wins over the file (for method_args / metric_args per key).
+Relative paths are taken from the current directory, exactly as on the command line.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import BenchError
+
+REQUIRED = ("split", "methods", "out")
+
+
+def _names(v: Any) -> list[str]:
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) for x in v):
+        return [str(x) for x in v]
+    raise TypeError("expected a list of names (or a comma-separated string)")
+
+
+def _metrics(v: Any) -> list[str] | str:
+    return "all" if v == "all" else _names(v)
+
+
+def _str(v: Any) -> str:
+    if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise TypeError("expected a string")
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError("expected an integer")
+    return v
+
+
+def _float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError("expected a number")
+    return float(v)
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError("expected true or false")
+    return v
+
+
+def _nested(v: Any) -> dict[str, dict[str, Any]]:
+    """{name: {key: value}} or ['name.key=value', ...] (the flag form)."""
+    if isinstance(v, (list, tuple)):
+        from harness.runner import parse_method_args
+
+        return parse_method_args([str(x) for x in v])
+    if isinstance(v, dict) and all(isinstance(d, dict) for d in v.values()):
+        return {str(k): {str(kk): vv for kk, vv in d.items()} for k, d in v.items()}
+    raise TypeError("expected a mapping NAME: {KEY: VALUE} (or a list of NAME.KEY=VALUE)")
+
+
+# key (the flag's dest) -> converter of a YAML value. Keep in step with harness/commands/run.py's flags.
+OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "split": _str, "root": _str, "methods": _names, "settings": _names, "metrics": _metrics, "out": _str,
+    "clips": _names, "role": _str, "max_frames": _int, "shard": _str, "executor": _str, "workers": _int,
+    "address": _str, "num_cpus": _float, "num_gpus": _float, "device": _str, "method_args": _nested,
+    "metric_args": _nested, "seed": _int, "n_boot": _int, "batch_size": _int, "plugins": _names,
+    "no_videos": _bool, "retry_failed": _bool, "allow_failures": _bool, "no_progress": _bool,
+}
+ALIASES = {"plugin": "plugins", "method_arg": "method_args", "metric_arg": "metric_args"}
+
+
+def load_run_file(path: str | Path) -> dict[str, Any]:
+    """The options of a run file, converted and checked; a bad file or key is a one-line BenchError."""
+    import yaml
+
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise BenchError(f"cannot read run config: {exc.strerror or exc}", p) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BenchError(f"not valid YAML{where}", p) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise BenchError("a run config must be a mapping of run options (split:, methods:, out:, ...)", p)
+    out: dict[str, Any] = {}
+    for raw, value in doc.items():
+        key = ALIASES.get(str(raw).replace("-", "_"), str(raw).replace("-", "_"))
+        if key not in OPTIONS:
+            near = difflib.get_close_matches(key, list(OPTIONS), n=1)
+            raise BenchError(f"unknown key {raw!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                             + f"; known: {', '.join(OPTIONS)}", p)
+        if key in out:
+            raise BenchError(f"key {raw!r} given twice (as {key} and an alias)", p)
+        if value is None:
+            continue  # `key:` with nothing = the default
+        try:
+            out[key] = OPTIONS[key](value)
+        except (TypeError, BenchError) as exc:
+            raise BenchError(f"key {raw!r}: {exc}", p) from None
+    return out
+
+
+def merge_options(from_file: dict[str, Any], from_cli: dict[str, Any]) -> dict[str, Any]:
+    """CLI over file; method_args / metric_args merge per NAME.KEY so one flag overrides one key."""
+    merged = dict(from_file)
+    for k, v in from_cli.items():
+        if v is None:
+            continue
+        if k in ("method_args", "metric_args"):
+            base = {n: dict(d) for n, d in (merged.get(k) or {}).items()}
+            for n, d in v.items():
+                base.setdefault(n, {}).update(d)
+            merged[k] = base
+        else:
+            merged[k] = v
+    return merged
+
+
+def config_from_options(opts: dict[str, Any], source: str = "the command line"):
+    """RunConfig from merged options; a missing required option names where it can be given."""
+    from harness.runner import RunConfig
+
+    missing = [k for k in REQUIRED if not opts.get(k)]
+    if missing:
+        raise BenchError(f"missing {', '.join(missing)}: give --{missing[0].replace('_', '-')} or "
+                         f"'{missing[0]}:' in a --config file ({source})")
+    kw = {k: v for k, v in opts.items() if k not in ("no_videos", "allow_failures", "no_progress")}
+    if "no_videos" in opts:
+        kw["write_videos"] = not opts["no_videos"]
+    return RunConfig(**kw)

@@ -1,0 +1,67 @@
+"""Ground-truth features on disk, content-addressed, so no process ever recomputes them.
+
+A metric's features of the ground truth (Inception pool3 of the real crops, the identity reference's
+embedding, SyncNet's embeddings of the driving audio) depend only on the input's content, the network's
+weights and the protocol. The key is sha256(dtype, shape, bytes of the input array) + the metric's protocol
+fingerprint + the weights sha256 (+ whatever else shapes the output, e.g. SyncNet's window count), never a
+path: a re-encoded copy of the same frames hits, a changed frame or setting misses. Entries live in
+harness.cache.Cache under one kind per feature (`realtalk-bench cache info` / `cache clear --kind KIND`).
+Values are stored exactly as computed (float32 / float64 arrays), so a warm run gives the cold run's values.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.cache import Cache, default_cache, make_key
+from metrics.frame_memo import MEMOS
+
+VERSION = "1"
+# kind -> what it holds (shown by `cache info`)
+KINDS = {
+    "gtinception": "FID: InceptionV3 pool3 features of ground-truth crops",
+    "gtidentity": "CSIM: identity embedding of the reference frame",
+    "gtsyncaudio": "LSE-C/D: SyncNet audio embeddings of the driving audio",
+}
+
+
+# the same entries held in memory for the life of the process (also with the disk cache off), so one process
+# scoring many generated versions computes each ground-truth feature once; bounded by entry count
+MEMORY_ENTRIES = 256
+_MEMORY: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+MEMOS.append(_MEMORY)  # frame_memo.clear_all() empties it too (a fresh process)
+
+
+def array_digest(a: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes: the content identity of frames or audio."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cached_features(kind: str, content: np.ndarray, fingerprint: dict[str, Any],
+                    compute: Callable[[], dict[str, np.ndarray]] | None, store: bool = True,
+                    cache: Cache | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays stored for (kind, content, fingerprint), else compute() (stored when `store`).
+    compute=None: look up only (None on a miss), e.g. generated frames that may equal a known ground truth."""
+    if kind not in KINDS:
+        raise KeyError(f"unknown feature-cache kind {kind!r}; known: {sorted(KINDS)}")
+    cache = cache if cache is not None else default_cache()
+    key = make_key(kind, VERSION, content=array_digest(content), **fingerprint)
+    hit = _MEMORY.get(key)
+    if hit is None:
+        hit = cache.get_arrays(key)
+    if hit is None and compute is not None:
+        hit = compute()
+        if store:
+            cache.put_arrays(key, hit)
+    if hit is not None and (store or key in _MEMORY):
+        _MEMORY[key] = hit
+        _MEMORY.move_to_end(key)
+        while len(_MEMORY) > MEMORY_ENTRIES:
+            _MEMORY.popitem(last=False)
+    return hit

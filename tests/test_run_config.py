@@ -1,0 +1,160 @@
+"""`run --config run.yaml` (flags override the file, unknown keys refused) and `rerun RUN_DIR --out NEW`
+(a replay from the stored config gives the same per_clip.csv); the summary names the manifest's sha256
+and, for a method run from its own repository, that repository and its git commit."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import test_runner_support as sup
+from harness.cli import build_parser, main
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_unknown_key_is_one_line_naming_file_and_key(tmp_path, capsys):
+    cfg = _write(tmp_path / "run.yaml", {"split": "demo", "methods": ["ground_truth"], "out": "x", "max_frame": 3})
+    assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(cfg) in err and "'max_frame'" in err and "max_frames" in err  # names the key, suggests the right one
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("methods: 3\n", "key 'methods': expected a list"),
+    ("max_frames: ten\n", "key 'max_frames': expected an integer"),
+    ("metric_args: {lmd: eat}\n", "key 'metric_args': expected a mapping"),
+    ("methods: [a\n", "not valid YAML at line"),
+    ("- split\n", "must be a mapping"),
+])
+def test_bad_values_are_one_line_errors(tmp_path, capsys, text, problem):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(text)
+    assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(cfg) in err and problem in err, err
+
+
+def test_missing_required_names_flag_and_key(tmp_path, capsys):
+    cfg = _write(tmp_path / "run.yaml", {"methods": ["ground_truth"], "out": "x"})
+    assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "missing split" in err and "--split" in err and "'split:'" in err
+
+
+def test_flags_override_the_file(tmp_path):
+    from harness.commands.run import config_from_args
+
+    cfg = _write(tmp_path / "run.yaml", {
+        "split": "demo", "methods": ["ground_truth", "static_frame"], "out": "runs/a", "max-frames": 12,
+        "settings": "reconstruction", "metrics": ["ssim", "lmd"], "no_videos": True, "shard": "1/2",
+        "metric_args": {"lmd": {"protocol": "eat", "backend": "dlib"}}, "method_arg": ["realtalk.steps=4"]})
+    args = build_parser().parse_args(["run", "--config", str(cfg), "--max-frames", "20", "--out", "runs/b",
+                                      "--metric-arg", "lmd.protocol=realtalk", "--seed", "3"])
+    rc = config_from_args(args)
+    assert rc.max_frames == 20 and rc.out == "runs/b" and rc.seed == 3  # flags win
+    assert rc.methods == ["ground_truth", "static_frame"] and rc.settings == ["reconstruction"]  # file kept
+    assert rc.metrics == ["ssim", "lmd"] and rc.write_videos is False and rc.shard == "1/2"
+    assert rc.metric_args == {"lmd": {"protocol": "realtalk", "backend": "dlib"}}  # per-key override
+    assert rc.method_args == {"realtalk": {"steps": 4}}
+    # without a file, the flags' defaults are RunConfig's
+    bare = config_from_args(build_parser().parse_args(["run", "--split", "demo", "--methods", "a", "--out", "o"]))
+    assert (bare.settings, bare.metrics, bare.role, bare.write_videos, bare.shard) == (None, "all", "test", True, None)
+
+
+def test_config_run_then_rerun_gives_identical_per_clip(data_root, tmp_path):
+    split = Path(sup.small_split(tmp_path, data_root, n_frames=12))
+    cfg = _write(tmp_path / "run.yaml", {
+        "split": str(split), "root": str(data_root), "methods": ["ground_truth", "static_frame"],
+        "metrics": "ssim,psnr,lmd", "metric_args": {"lmd": {"protocol": "eat"}}, "max_frames": 12,
+        "settings": ["reconstruction"], "out": "first", "no_videos": True, "no_progress": True})
+    r = _cli(["run", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    first = tmp_path / "first"
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["config"]["split_sha256"] == hashlib.sha256(split.read_bytes()).hexdigest()
+    assert summary["config"]["metric_args"] == {"lmd": {"protocol": "eat"}}
+    assert summary["metric_config"]["lmd"]["protocol"] == "eat"
+    assert summary["config"]["max_frames"] == 12 and summary["config"]["write_videos"] is False
+    # replay from another working directory into a new folder: every clip evaluated again
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = _cli(["rerun", str(first), "--out", "again", "--no-progress"], elsewhere)
+    assert r.returncode == 0, r.stderr
+    again = elsewhere / "again"
+    assert "0 finished earlier, 4 to do" in r.stdout
+    rows = (first / "per_clip.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2 * (1 + 1 + 4)  # header + 2 methods x 2 clips x (SSIM, PSNR, 4 LMD values)
+    assert (again / "per_clip.csv").read_bytes() == (first / "per_clip.csv").read_bytes()
+    s2 = json.loads((again / "summary.json").read_text())
+    assert s2["results"] == summary["results"] and s2["config"]["out"] == "again"
+    # the manifest edited since: the replay says so
+    split.write_text(split.read_text() + "# edited\n")
+    r = _cli(["rerun", str(first), "--no-progress"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "changed since the run" in r.stdout and "4 finished earlier, 0 to do" in r.stdout
+
+
+def test_rerun_of_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["rerun", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a run store" in err and str(tmp_path) in err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_subprocess_method_records_repo_and_commit(tmp_path):
+    """summary 'methods' entries of a repository-run baseline name the repository and its commit."""
+    from baselines.subprocess_adapter import SubprocessMethod
+    from harness.runner import method_info
+
+    def method(repo: Path) -> SubprocessMethod:
+        repo.mkdir()
+        return SubprocessMethod(config={"name": "standin", "repo": str(repo), "python": sys.executable,
+                                        "command": ["{python}", "-c", "pass"], "output": {"glob": "{out}/*.mp4"}})
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    repo = tmp_path / "repo"
+    m = method(repo)
+    (repo / "x.py").write_text("pass\n")
+    for cmd in (["init", "-q"], ["add", "x.py"], ["commit", "-q", "-m", "x"]):
+        subprocess.run([*git, "-C", str(repo), *cmd], check=True, capture_output=True)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    info = method_info(m)
+    assert info["repo"] == str(repo) and info["repo_commit"] == head and len(head) == 40
+    plain = method_info(method(tmp_path / "plain"))
+    assert plain["repo"] == str(tmp_path / "plain") and plain["repo_commit"] is None
+
+
+def test_every_run_flag_has_a_config_key():
+    """A new `run` flag must be settable from the file too (and reach the RunConfig)."""
+    import argparse
+
+    from harness.commands.run import add_run_options, cli_options
+    from harness.run_config import ALIASES, OPTIONS
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    dests = {a.dest for a in p._actions if a.dest not in ("help", "config")}
+    keys = {ALIASES.get(d, d) for d in dests}
+    file_only = {"batch_size"}  # RunConfig's metric batch size: settable in the file, no flag
+    assert keys | file_only == set(OPTIONS) and not keys & file_only
+    assert set(cli_options(p.parse_args([]))) | file_only == set(OPTIONS)
