@@ -96,7 +96,7 @@ class CopyReference(Method):
         from harness.faces.clip import clip_faces
         from harness.faces.crop import paste_frames_alpha
         from realtalk.coefficients import clip_coefficients
-        from realtalk.face_model import load_default_face_model
+        from realtalk.face_models import load_default_face_model
         from realtalk.inference import frames_identity, pingpong_index
         from realtalk.mask import lower_face_mask
 

@@ -35,7 +35,7 @@ def _problem(exc: BaseException) -> str:
 
 def method_rows() -> list[dict[str, Any]]:
     from harness.methods import ORIGINS, load_all
-    from harness.plugins import origin_of
+    from harness.plugin_sources import origin_of
 
     rows = []
     for name, cls in sorted(load_all().items()):
@@ -59,7 +59,7 @@ def method_rows() -> list[dict[str, Any]]:
 def metric_rows(device: str = "cpu") -> list[dict[str, Any]]:
     from harness.evaluate import metric_applies
     from harness.methods import SETTINGS
-    from harness.plugins import origin_of
+    from harness.plugin_sources import origin_of
     from metrics.base import ORIGINS, load_all
 
     rows = []

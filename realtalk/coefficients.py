@@ -103,7 +103,7 @@ def clip_coefficients(clip_faces: Any, face_model: FaceModel | None = None, cach
     video_path / frame_range only make the cache key more specific (the key always covers the
     landmarks' bytes, so a different clip can never hit a stale entry)."""
     if face_model is None:
-        from realtalk.face_model import load_default_face_model
+        from realtalk.face_models import load_default_face_model
 
         face_model = load_default_face_model()
     use_landmarks = hasattr(face_model, "fit")

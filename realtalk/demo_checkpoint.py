@@ -72,7 +72,7 @@ def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     from realtalk.audio_features import get_featurizer
     from realtalk.config import small
     from realtalk.data import load_split_data
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
     from realtalk.renderer import Renderer
     from realtalk.train import evaluate_a2e, evaluate_renderer, export_combined, train_a2e, train_renderer
 

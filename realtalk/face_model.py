@@ -97,22 +97,3 @@ def as_batch(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Accept [dim] or [B,dim]; return float [B,dim]."""
     t = torch.as_tensor(t, dtype=torch.float32) if not isinstance(t, torch.Tensor) else t
     return t.unsqueeze(0) if t.dim() == 1 else t
-
-
-def load_default_face_model() -> "FaceModel":
-    """The offline default: the 68-landmark morphable model shipped in realtalk/assets (no build step)."""
-    from realtalk.landmark_face_model import LandmarkFaceModel
-
-    return LandmarkFaceModel.load_default()
-
-
-def get_face_model(name: str = "landmark68") -> FaceModel:
-    """'landmark68' (offline default, packaged) or 'bfm' (needs weights 'bfm_front')."""
-    if name in ("landmark68", "landmarks", "default"):
-        return load_default_face_model()
-    if name == "bfm":
-        from realtalk.bfm import BFMFaceModel
-
-        return BFMFaceModel.from_weights()
-    raise ValueError(f"unknown face model {name!r}: use 'landmark68' or 'bfm'")
-

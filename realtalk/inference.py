@@ -152,7 +152,7 @@ class RealTalkPipeline:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", channels_last: bool = False) -> "RealTalkPipeline":
         from realtalk.audio_features import get_featurizer
-        from realtalk.face_model import get_face_model
+        from realtalk.face_models import get_face_model
 
         ck = torch.load(Path(path), map_location="cpu", weights_only=False)
         cfg = RealTalkConfig.from_dict(ck["config"])

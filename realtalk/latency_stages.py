@@ -181,7 +181,7 @@ def build_networks(config: str | RealTalkConfig = "small", face_model: Any = Non
     """Randomly initialised A2E + renderer of a config, sized for the face model (latency does not depend
     on the weights' values)."""
     from realtalk.a2e import AudioToExpression
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
     from realtalk.renderer import Renderer
 
     fm = face_model if face_model is not None else load_default_face_model()

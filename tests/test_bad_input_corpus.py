@@ -296,7 +296,7 @@ def test_checkpoint_of_another_architecture(corpus: Path, tmp_path: Path, capsys
     from realtalk.a2e import AudioToExpression
     from realtalk.audio_features import get_featurizer
     from realtalk.config import small
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
 
     fm = load_default_face_model()
     cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_audio_dim(get_featurizer("logmel").dim)

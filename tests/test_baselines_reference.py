@@ -48,7 +48,7 @@ def test_copy_reference_pastes_first_frame_into_mask_region(clip):
     from harness.faces.clip import clip_faces
     from harness.faces.crop import crop_frames
     from realtalk.coefficients import clip_coefficients
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
     from realtalk.mask import lower_face_mask
 
     m = get_method("copy_reference")

@@ -65,7 +65,7 @@ def test_mouth_vertex_loss_with_face_model():
     import pytest
 
     from harness.errors import WeightsMissingError
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
 
     try:
         fm = load_default_face_model()

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from scipy.io import savemat
 
-from realtalk.face_model import FaceModel, load_default_face_model
+from realtalk.face_model import FaceModel
+from realtalk.face_models import load_default_face_model
 
 
 def test_default_model_shapes_and_gradients() -> None:
@@ -112,7 +113,7 @@ def _random_bfm(path, n: int = 600, seed: int = 0):
 
 def test_bfm_loader_and_camera(tmp_path, monkeypatch) -> None:
     from realtalk.bfm import BFMFaceModel
-    from realtalk.face_model import get_face_model
+    from realtalk.face_models import get_face_model
 
     (tmp_path / "bfm").mkdir()
     _random_bfm(tmp_path / "bfm" / "BFM_model_front.mat")

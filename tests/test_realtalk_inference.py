@@ -20,7 +20,7 @@ def setup(data_root, tmp_path_factory):
     from harness.media import read_audio, read_video
     from realtalk.a2e import AudioToExpression
     from realtalk.audio_features import get_featurizer
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
     from realtalk.inference import RealTalkPipeline
     from realtalk.renderer import Renderer
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import torch
 
-from realtalk.face_model import load_default_face_model
+from realtalk.face_models import load_default_face_model
 from realtalk.mask import compose, lower_face_mask, naive_lower_half_mask
 
 

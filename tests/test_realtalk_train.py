@@ -15,7 +15,7 @@ def real(data_root):
     from harness.splits import load_split
     from realtalk.audio_features import get_featurizer
     from realtalk.data import load_clip_data
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
 
     fm = load_default_face_model()
     feat = get_featurizer("logmel")
@@ -126,7 +126,7 @@ def test_split_data_in_worker_processes_equals_serial(data_root):
     from harness.executors import process_pool
     from realtalk.audio_features import get_featurizer
     from realtalk.data import load_split_data
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
 
     fm, feat = load_default_face_model(), get_featurizer("logmel")
     logs: list[str] = []

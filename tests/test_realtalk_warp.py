@@ -29,7 +29,7 @@ def test_warp_to_target_expression_on_real_clip(data_root):
     from harness.media import read_video
     from realtalk.coefficients import clip_coefficients
     from realtalk.data import to_image
-    from realtalk.face_model import load_default_face_model
+    from realtalk.face_models import load_default_face_model
     from realtalk.inference import to_uint8
     from realtalk.warp import warp_reference
 

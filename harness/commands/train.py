@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from realtalk.audio_features import get_featurizer
     from realtalk.config import get_config
     from realtalk.data import load_split_data
-    from realtalk.face_model import get_face_model
+    from realtalk.face_models import get_face_model
     from realtalk.train import export_combined, train_a2e, train_renderer
 
     fm = get_face_model(args.face_model)
