@@ -129,7 +129,8 @@ def summarize(figs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str,
 
 
 def format_summary(summ: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["held-out reconstruction (demo test clips): M-LMD (lower is better) / mouth-opening Pearson r"]
+    lines = ["held-out reconstruction (demo test clips): M-LMD (lower is better; the table's value) / mouth-opening "
+             "Pearson r with the ground truth (from the stored videos)"]
     for name, s in summ.items():
         lines.append(f"  {name:15s} M-LMD {s['M-LMD']:.3f} ({s['M-LMD_clips']}/{s['clips']} clips)   "
                      f"mouth r {s['mouth_r']:.3f} ({s['mouth_r_clips']}/{s['clips']} clips)")

@@ -40,7 +40,7 @@ PAPER_COLUMNS: list[tuple[str, str, str, str]] = [
     ("Cross Audio", "AV_off", "cross_audio", "AV-offset"),
 ]
 RUNTIME_HEADER = "Runtime (ms)"
-REFERENCE_METHODS = {"ground_truth", "static_frame"}  # fallback when a run does not record method kinds
+REFERENCE_METHODS = {"ground_truth", "static_frame", "copy_reference"}  # fallback when a run does not record method kinds
 FLOOR_METHOD = "static_frame"  # a still frame with the driving audio: what any lip-sync method must beat
 FLOOR_VALUES = {"LMD", "M-LMD", "AV-corr"}  # lip metrics checked against the floor
 COVERAGE_VALUE, MIN_COVERAGE = "FaceCov", 0.95
