@@ -19,23 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from _process_state import fresh_process
 from harness.cli import main
 from metrics.passes import PASSES
 
 CLIP = "video-retalking/face/2.mp4"
 N = 8  # SyncNet needs >= 6 frames; Inception on 2 loaded cores is the cost (~1 s/image), so few frames
 NAMES = ["fid", "csim", "syncnet", "lmd"]
-
-
-def fresh_process() -> None:
-    """What a new process starts with: no in-memory memos, no loaded networks, zeroed counters."""
-    from metrics import csim, fid, frame_memo, syncnet_lse
-
-    frame_memo.clear_all()
-    fid._NETS.clear()
-    csim._EMBEDDERS.clear()
-    syncnet_lse._NETS.clear()
-    PASSES.reset()
 
 
 @pytest.fixture

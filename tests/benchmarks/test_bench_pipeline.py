@@ -23,20 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _process_state import fresh_process
+
 CLIP = "video-retalking/face/2.mp4"
 FRAMES = int(os.environ.get("RTB_BENCH_FRAMES", "8"))
 NAMES = ["fid", "csim", "lmd", "ssim", "psnr"]
-
-
-def fresh_process() -> None:
-    from metrics import csim, fid, frame_memo, syncnet_lse
-    from metrics.passes import PASSES
-
-    frame_memo.clear_all()
-    fid._NETS.clear()
-    csim._EMBEDDERS.clear()
-    syncnet_lse._NETS.clear()
-    PASSES.reset()
 
 
 def _dump_png(video_path: Path, folder: Path) -> Path:
