@@ -3,7 +3,7 @@
 `--methods folder:NAME=DIR` (or `precomputed` with `dir=`). DIR holds `<setting>/<clip_id>.<mp4|avi|mov|mkv>`
 or a folder `<setting>/<clip_id>/` of PNG frames; or a CSV (`csv=`, columns clip_id, setting (optional), path
 relative to DIR) maps clips to files. What real repositories write is accepted:
-- any frame rate / codec: decoded with harness.media.read_video at the run's fps (resampled by timestamps);
+- any frame rate / codec: decoded with harness.core.media.read_video at the run's fps (resampled by timestamps);
 - full frames at another resolution with the source's aspect ratio: resized to the source resolution;
 - square face crops (square and smaller than the source frame, or `crops=true`): each frame is aligned onto
   the ground-truth frame by a similarity transform between stable landmarks (brows, nose, eyes) and pasted
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import MediaError
-from harness.methods import Method, MethodInput, register
+from harness.core.errors import MediaError
+from harness.core.methods import Method, MethodInput, register
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 MAX_MISSING = 0.10  # fraction of frames an output may lack before the clip fails
@@ -71,7 +71,7 @@ class Precomputed(Method):
     def fingerprint(self) -> str:
         """sha256 over (relative path, sha256) of every file in DIR (and the CSV): computed once per instance."""
         if self._fp is None:
-            from harness.cache import file_digest
+            from harness.core.cache import file_digest
 
             h = hashlib.sha256(b"precomputed:v1\n")
             files = sorted(p for p in self.dir.rglob("*") if p.is_file())
@@ -129,7 +129,7 @@ class Precomputed(Method):
 
         path = self.locate(inp.setting, inp.clip_id)
         n = int(inp.n_frames)
-        from harness.media import read_video_or_frames
+        from harness.core.media import read_video_or_frames
 
         # n + 1 frames: enough to tell "longer"; a PNG folder holds one frame per output frame at the run's fps
         frames, notes = _fit_length(read_video_or_frames(path, inp.fps, max_frames=n + 1).frames, n, path)
@@ -158,8 +158,8 @@ class Precomputed(Method):
 
     def _face_models(self) -> tuple[Any, Any]:
         if self._faces is None:
-            from harness.faces.detect import get_detector
-            from harness.faces.landmarks import get_landmarker
+            from harness.core.faces.detect import get_detector
+            from harness.core.faces.landmarks import get_landmarker
 
             self._faces = (get_detector(self.detector_name), get_landmarker(self.landmarker_name))
         return self._faces

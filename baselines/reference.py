@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.methods import Method, MethodInput, register
+from harness.core.methods import Method, MethodInput, register
 
 
 def _fit_length(frames: np.ndarray, n: int) -> np.ndarray:
@@ -93,8 +93,8 @@ class CopyReference(Method):
         import cv2
         import torch
 
-        from harness.faces.clip import clip_faces
-        from harness.faces.crop import paste_frames_alpha
+        from harness.core.faces.clip import clip_faces
+        from harness.core.faces.crop import paste_frames_alpha
         from realtalk.coefficients import clip_coefficients
         from realtalk.face_models import load_default_face_model
         from realtalk.inference import frames_identity, pingpong_index

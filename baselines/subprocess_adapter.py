@@ -44,8 +44,8 @@ from typing import IO, Any, ClassVar
 import numpy as np
 import yaml
 
-from harness.errors import BenchError, MediaError
-from harness.methods import Method, MethodInput, register
+from harness.core.errors import BenchError, MediaError
+from harness.core.methods import Method, MethodInput, register
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 METHOD_NAMES = ("talklip", "pcavs", "dinet", "iplap", "styletalk")
@@ -419,7 +419,7 @@ class SubprocessMethod(Method):
 
     def fingerprint(self) -> str:
         """Config + repository commit + required files' sha256: a changed setup never reuses videos."""
-        from harness import weights
+        from harness.core import weights
 
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode())
         vals = self._base_values()
@@ -441,14 +441,14 @@ class SubprocessMethod(Method):
     def _crop_track(self, ctx: dict[str, Any], size: int):
         key = ("crop_track", size)
         if key not in ctx:
-            from harness.faces.crop import make_crop_track
+            from harness.core.faces.crop import make_crop_track
 
             ctx[key] = make_crop_track(self._face_track(ctx), ctx["src"].shape[1:3], size=size)
         return ctx[key]
 
     def _face_track(self, ctx: dict[str, Any]):
         if "face_track" not in ctx:
-            from harness.faces.track import track_faces
+            from harness.core.faces.track import track_faces
 
             ctx["face_track"] = track_faces(ctx["src"], self.detector, name=ctx["inp"].source_video)
         return ctx["face_track"]
@@ -463,7 +463,7 @@ class SubprocessMethod(Method):
             return src
         from dataclasses import replace
 
-        from harness.faces.crop import crop_frames
+        from harness.core.faces.crop import crop_frames
 
         size = int(spec.get("size", 256))
         ct = self._crop_track(ctx, size)
@@ -483,7 +483,7 @@ class SubprocessMethod(Method):
     def _prepare(self, ctx: dict[str, Any], values: dict[str, Any]) -> None:
         import cv2
 
-        from harness.media import audio_frames, write_video
+        from harness.core.media import audio_frames, write_video
 
         inp: MethodInput = ctx["inp"]
         indir = Path(values["workdir"]) / "inputs"
@@ -548,7 +548,7 @@ class SubprocessMethod(Method):
     def _landmarks(self, ctx: dict[str, Any]) -> np.ndarray:
         """[T,68,2] full-frame landmarks on the tracked face box (nan rows where none)."""
         if "landmarks" not in ctx:
-            from harness.faces.landmarks import get_landmarker
+            from harness.core.faces.landmarks import get_landmarker
 
             lmk = get_landmarker(self.landmarker)
             boxes = self._face_track(ctx).boxes
@@ -608,7 +608,7 @@ class SubprocessMethod(Method):
     def normalise(self, ctx: dict[str, Any], path: Path) -> np.ndarray:
         """The output video -> uint8 [n_frames, H, W, 3] at the source resolution and harness fps, or a
         SubprocessMethodError saying what is wrong with it. Records what was done in self.last_notes."""
-        from harness.media import read_video
+        from harness.core.media import read_video
 
         inp: MethodInput = ctx["inp"]
         spec = self.config["output"]
@@ -651,7 +651,7 @@ class SubprocessMethod(Method):
         if crop:
             from dataclasses import replace
 
-            from harness.faces.crop import paste_frames
+            from harness.core.faces.crop import paste_frames
 
             ct = self._crop_track(ctx, int(spec.get("size", 256)))
             idx = np.arange(n) % len(src)

@@ -1,7 +1,7 @@
 """Latency budgets: method/stage -> ms per frame on a named device class.
 
 Absolute budgets apply on GPUs. On CPU a budget is a ratio to a reference operation timed in the same
-run (harness.latency.reference_op_ms), because shared CPUs drift.
+run (harness.core.latency.reference_op_ms), because shared CPUs drift.
 
 budgets.yaml:
     device_classes:
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 # One line per subcommand module (harness/commands/<name>.py).
 COMMAND_MODULES: list[str] = [

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from harness.store import load_run
 
 N_BOOT = 1000

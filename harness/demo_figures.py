@@ -49,14 +49,14 @@ def clip_figures(gen_crops: np.ndarray, gt_crops: np.ndarray, lmd: Any) -> dict[
 
 
 def _test_entries(split: str) -> list[Any]:
-    from harness.splits import load_split
+    from harness.core.splits import load_split
 
     return [e for e in load_split(split).clips if e.role == "test"]
 
 
 def _gt(entry: Any, root: str | Path | None) -> tuple[Any, Any, np.ndarray]:
-    from harness.faces.clip import clip_faces
-    from harness.splits import load_clip_media
+    from harness.core.faces.clip import clip_faces
+    from harness.core.splits import load_clip_media
 
     video, audio = load_clip_media(entry, root)
     return video, clip_faces(video), audio
@@ -65,8 +65,8 @@ def _gt(entry: Any, root: str | Path | None) -> tuple[Any, Any, np.ndarray]:
 def evaluate_methods(methods: dict[str, Any], root: str | Path | None = None, split: str = "demo",
                      log=print) -> dict[str, dict[str, dict[str, float]]]:
     """{method: {clip_id: clip_figures}} over the split's test clips, reconstruction, generated here."""
-    from harness.faces.crop import crop_frames
-    from harness.methods import MethodInput
+    from harness.core.faces.crop import crop_frames
+    from harness.core.methods import MethodInput
     from metrics.lmd import LMD
 
     lmd = LMD()
@@ -95,8 +95,8 @@ def figures_from_run(run_dir: str | Path, methods: Iterable[str], root: str | Pa
                      split: str = "demo") -> dict[str, dict[str, dict[str, float]]]:
     """The same figures from the reconstruction videos a run wrote (frames[:, :H]: below is the label band).
     A clip whose video is missing is reported with an "error" entry, never dropped."""
-    from harness.faces.crop import crop_frames
-    from harness.media import read_video
+    from harness.core.faces.crop import crop_frames
+    from harness.core.media import read_video
     from metrics.lmd import LMD
 
     lmd = LMD()

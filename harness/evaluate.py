@@ -22,16 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.cache import Cache, default_cache, make_key
-from harness.errors import BenchError, ManifestError
-from harness.methods import Method, MethodInput
+from harness.core.cache import Cache, default_cache, make_key
+from harness.core.errors import BenchError, ManifestError
+from harness.core.labels import label_frames
+from harness.core.methods import Method, MethodInput
 from metrics.base import ClipInput, Metric
 
 GENERATED_VERSION = "gen-1"
-LABEL = "GENERATED"
-LABEL_BAND = 24  # px of black band, below the (16-row aligned) frame, that holds LABEL in stored videos
-
-
 def metric_applies(metric: Metric, setting: str) -> bool:
     """Cross-audio has no pixel ground truth: per-clip metrics that need it are skipped there.
     Split-level ones (FID) compare against the real crops' distribution, which is still valid."""
@@ -91,27 +88,27 @@ class ClipIO:
     """Media and face access through the real modules (tests may substitute a subclass)."""
 
     def load_media(self, entry: Any, root: str, fps: float, sample_rate: int) -> tuple[Any, np.ndarray]:
-        from harness.splits import load_clip_media
+        from harness.core.splits import load_clip_media
 
         return load_clip_media(entry, root, fps=fps, sample_rate=sample_rate)
 
     def read_audio(self, path: Path, sample_rate: int, start_s: float, duration_s: float | None) -> np.ndarray:
-        from harness.media import read_audio
+        from harness.core.media import read_audio
 
         return read_audio(path, sample_rate=sample_rate, start_s=start_s, duration_s=duration_s)
 
     def faces(self, video: Any) -> Any:
-        from harness.faces.clip import clip_faces
+        from harness.core.faces.clip import clip_faces
 
         return clip_faces(video)
 
     def crop(self, frames: np.ndarray, crop_track: Any) -> np.ndarray:
-        from harness.faces.crop import crop_frames
+        from harness.core.faces.crop import crop_frames
 
         return crop_frames(frames, crop_track)
 
     def write_video(self, path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sample_rate: int) -> None:
-        from harness.media import write_video
+        from harness.core.media import write_video
 
         write_video(path, frames, fps=fps, audio=audio, sample_rate=sample_rate)
 
@@ -120,33 +117,6 @@ def _slice_track(crop_track: Any, n: int) -> Any:
     if len(crop_track) == n:
         return crop_track
     return dataclasses.replace(crop_track, boxes=np.asarray(crop_track.boxes)[:n])
-
-
-def label_band_rows(height: int) -> int:
-    """Rows label_frames adds below a frame of `height` rows: edge rows up to the next 16-row boundary
-    (H.264 macroblocks then never mix frame and label), then LABEL_BAND rows of black holding the text."""
-    return (-height) % 16 + LABEL_BAND
-
-
-def label_frames(frames: np.ndarray, text: str = LABEL) -> np.ndarray:
-    """Frames written to the store, with the 'GENERATED' label in a band added BELOW each frame: the
-    frame's pixels and every crop-track coordinate are unchanged, so no face crop of the top HxW region
-    can contain the label (burning it into the frame put it inside 256x256 face-crop clips' crops)."""
-    import cv2
-
-    frames = np.asarray(frames)
-    t, h, w, c = frames.shape
-    edge = (-h) % 16
-    band = np.zeros((LABEL_BAND, w, c), dtype=np.uint8)
-    font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
-    (tw, th), _ = cv2.getTextSize(text, font, 1.0, thick)
-    scale = min((LABEL_BAND - 10) / th, (w - 8) / tw)
-    cv2.putText(band, text, (4, LABEL_BAND - 6), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
-    out = np.empty((t, h + edge + LABEL_BAND, w, c), dtype=np.uint8)
-    out[:, :h] = frames
-    out[:, h:h + edge] = frames[:, h - 1:h]
-    out[:, h + edge:] = band
-    return out
 
 
 def _err(exc: BaseException) -> str:
@@ -174,7 +144,7 @@ class Evaluator:
 
     @classmethod
     def from_spec(cls, spec: EvalSpec, io_: ClipIO | None = None) -> "Evaluator":
-        from harness.methods import get_method
+        from harness.core.methods import get_method
         from metrics.base import get_metric
 
         for k, v in spec.env.items():
@@ -212,7 +182,7 @@ class Evaluator:
                 warnings.simplefilter("always", UserWarning)
                 video, own_audio = self.io.load_media(entry, self.root, self.fps, self.sample_rate)
                 if len(video.frames) < MIN_FRAMES:
-                    from harness.errors import MediaError
+                    from harness.core.errors import MediaError
 
                     raise MediaError(f"clip {clip_id}: {len(video.frames)} frame(s); at least {MIN_FRAMES} are "
                                      "needed to evaluate a clip", video.path)
@@ -236,7 +206,7 @@ class Evaluator:
         return gt
 
     def _driving_audio(self, entry: Any, setting: str, n_src: int, own: np.ndarray) -> tuple[np.ndarray, Path, str]:
-        from harness.paths import data_root
+        from harness.core.paths import data_root
 
         root = data_root(self.root)
         if setting == "reconstruction":
@@ -288,7 +258,7 @@ class Evaluator:
         if key is not None:
             buf = io.BytesIO()
             np.savez_compressed(buf, frames=frames)
-            from harness.fsutil import atomic_write_bytes
+            from harness.core.fsutil import atomic_write_bytes
 
             atomic_write_bytes(self.cache.file_path(key, ".npz"), buf.getvalue())
         return frames, False
@@ -320,7 +290,7 @@ class Evaluator:
                 rec["method_notes"] = dict(method.last_notes)
             rec["generated_from_cache"] = from_cache
             t0 = time.perf_counter()
-            from harness.faces.clip import tracked_face_boxes
+            from harness.core.faces.clip import tracked_face_boxes
             from metrics.compute import silent
 
             faces = gt["faces"]

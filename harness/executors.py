@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
+from harness.core.pool import pinned_gpu, process_pool, threads_per_worker, visible_gpus
 from harness.evaluate import ClipIO, ClipOutcome, ClipTask, EvalSpec, Evaluator
 
 
@@ -40,52 +41,13 @@ class LocalExecutor:
 _WORKER_EVALUATORS: dict[str, Evaluator] = {}
 
 
-def threads_per_worker(workers: int) -> int:
-    """Intra-op threads per worker process so that workers x threads = the cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def process_pool(workers: int, threads: int | None = None, gpus: list[str] | None = None) -> Any:
-    """A spawn-context ProcessPoolExecutor whose workers use `threads` intra-op threads each (default:
-    cores // workers) and exit when this process dies. With `gpus` (CUDA device ids as the driver sees them),
-    worker k is pinned to gpus[k % len(gpus)] through CUDA_VISIBLE_DEVICES. Spawn, not fork: torch and dlib
-    state are not fork-safe (and CUDA_VISIBLE_DEVICES must be set before CUDA starts in the worker)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = threads or threads_per_worker(workers)
-    ctx = multiprocessing.get_context("spawn")
-    counter = ctx.Value("i", 0)  # the k of each starting worker
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(threads, os.getpid(), list(gpus or []), counter))
-
-
-def visible_gpus() -> list[str]:
-    """CUDA device ids this process may use, as CUDA_VISIBLE_DEVICES names them (its own list when set, else
-    0..device_count-1); [] without torch or GPUs."""
-    try:
-        import torch
-
-        n = torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no torch / broken driver: no GPUs
-        return []
-    if n <= 0:
-        return []
-    own = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if own is not None and own.strip():
-        ids = [x.strip() for x in own.split(",") if x.strip()]
-        return ids[:n]
-    return [str(i) for i in range(n)]
-
-
-_PINNED_GPU: str | None = None  # in a process-pool worker: the CUDA device id it was pinned to
 
 
 def accepts_device(method: str) -> bool:
     """Whether the registered method's constructor takes a `device` keyword."""
     import inspect
 
-    from harness.methods import REGISTRY, load_all
+    from harness.core.methods import REGISTRY, load_all
 
     load_all()
     cls = REGISTRY.get(method)
@@ -116,7 +78,7 @@ def on_given_gpu(spec: EvalSpec) -> EvalSpec:
 def _worker_evaluate(spec: EvalSpec, tasks: list[ClipTask]) -> list[ClipOutcome]:
     """Process-pool task body: evaluate a group of one clip's tasks in a worker (on its pinned GPU when the
     run asked for cuda)."""
-    if _PINNED_GPU is not None and spec.device.startswith("cuda"):
+    if pinned_gpu() is not None and spec.device.startswith("cuda"):
         spec = on_given_gpu(spec)
     return _evaluate(spec, tasks)
 
@@ -300,7 +262,7 @@ def ray_task(spec: EvalSpec, num_cpus: float = 1.0, num_gpus: float = 0.0, shipp
     (they then reach a job whose runtime_env is the caller's). A run on cuda with no GPU request asks for one
     GPU per task: otherwise the task would land where no GPU was reserved for it. `shipped`: the job carries
     ray_runtime_env's py_modules, so plugins load by their shipped module names."""
-    from harness.paths import data_root
+    from harness.core.paths import data_root
 
     env_vars = _task_env(spec, environ)
     plugins = plugin_shipment(list(spec.plugins))[1] if shipped else list(spec.plugins)
@@ -311,9 +273,6 @@ def ray_task(spec: EvalSpec, num_cpus: float = 1.0, num_gpus: float = 0.0, shipp
                          "runtime_env": {"env_vars": env_vars} if env_vars else None}
 
 
-def worker_placement() -> tuple[int, str | None, str | None]:
-    """(pid, CUDA_VISIBLE_DEVICES, pinned GPU) of the calling worker: what a pool worker was given."""
-    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"), _PINNED_GPU
 
 
 def _failed(tasks: list[ClipTask], why: str) -> list[ClipOutcome]:
@@ -321,36 +280,6 @@ def _failed(tasks: list[ClipTask], why: str) -> list[ClipOutcome]:
                          "error": why, "values": {}, "extra": {}, "protocols": {}, "timings": {}}) for t in tasks]
 
 
-def _worker_init(threads: int, parent_pid: int, gpus: list[str] | None = None, counter: Any = None) -> None:
-    """Per worker process: its GPU (gpus[k % len], k = the worker's start order) as the only visible one,
-    `threads` intra-op threads (workers x threads = the cores), and exit when the driver is gone (a kill -9
-    of the driver must not leave workers behind)."""
-    import threading
-    import time
-
-    global _PINNED_GPU
-    if gpus:
-        with counter.get_lock():
-            k = counter.value
-            counter.value += 1
-        _PINNED_GPU = gpus[k % len(gpus)]
-        os.environ["CUDA_VISIBLE_DEVICES"] = _PINNED_GPU  # before anything in this process starts CUDA
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
-            time.sleep(1.0)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def default_workers() -> int:
@@ -378,7 +307,7 @@ class ProcessExecutor:
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
-        from harness.methods import SETTINGS
+        from harness.core.methods import SETTINGS
 
         groups: dict[tuple[str, str], list[ClipTask]] = {}
         for t in tasks:

@@ -34,8 +34,8 @@ def _problem(exc: BaseException) -> str:
 
 
 def method_rows() -> list[dict[str, Any]]:
-    from harness.methods import ORIGINS, load_all
-    from harness.plugin_sources import origin_of
+    from harness.core.methods import ORIGINS, load_all
+    from harness.core.plugin_sources import origin_of
 
     rows = []
     for name, cls in sorted(load_all().items()):
@@ -58,8 +58,8 @@ def method_rows() -> list[dict[str, Any]]:
 
 def metric_rows(device: str = "cpu") -> list[dict[str, Any]]:
     from harness.evaluate import metric_applies
-    from harness.methods import SETTINGS
-    from harness.plugin_sources import origin_of
+    from harness.core.methods import SETTINGS
+    from harness.core.plugin_sources import origin_of
     from metrics.base import ORIGINS, load_all
 
     rows = []
@@ -95,7 +95,7 @@ def print_methods(rows: list[dict[str, Any]], as_json: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="methods (harness/methods.py registry + plugins)", show_lines=True)
+    t = Table(title="methods (harness/core/methods.py registry + plugins)", show_lines=True)
     for col in ("method", "kind", "from", "here", "reason / what it needs", "description"):
         t.add_column(col, overflow="fold")
     for r in rows:

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from harness.runner import (RunConfig, _check_same_run, build_metrics, finalize, manifest_sha256, resolve_device,
                             select_clips)
 from harness.shards import parse_shard

@@ -3,7 +3,7 @@
 Two ways in, the ecosystem's usual ones:
 - entry points: a pip-installed package lists its modules or classes under the groups
   `realtalk_bench.methods` / `realtalk_bench.metrics` (pyproject `[project.entry-points."realtalk_bench.methods"]`);
-  the registries load them once, lazily, on first use (harness.methods.load_all, metrics.base.load_all).
+  the registries load them once, lazily, on first use (harness.core.methods.load_all, metrics.base.load_all).
 - `--plugin MODULE_OR_FILE.py` on every command that takes methods or metrics: a module name (importable from
   sys.path or the current directory) or a path to a .py file; importing it runs its @register decorators.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-from harness.plugin_sources import LOADED, PluginError, _first_line, _origin
+from harness.core.plugin_sources import LOADED, PluginError, _first_line, _origin
 
 METHODS_GROUP = "realtalk_bench.methods"
 METRICS_GROUP = "realtalk_bench.metrics"
@@ -112,7 +112,7 @@ def load_plugin(spec: str) -> ModuleType:
 
 def _load_registries() -> None:
     """Built-ins (and installed entry points) first, so a plugin reusing one of their names is the one refused."""
-    from harness.methods import load_all as load_methods
+    from harness.core.methods import load_all as load_methods
     from metrics.base import load_all as load_metrics
 
     load_methods()

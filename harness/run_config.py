@@ -11,7 +11,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 REQUIRED = ("split", "methods", "out")
 

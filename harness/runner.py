@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from harness.compare import N_BOOT, SEED, bootstrap_ci
-from harness.errors import BenchError, ManifestError
+from harness.core.errors import BenchError, ManifestError
 from harness.evaluate import ClipIO, ClipTask, EvalSpec, Evaluator, metric_applies
-from harness.methods import SETTINGS, Method
+from harness.core.methods import SETTINGS, Method
 from harness.plugins import absolute_specs, plugins_info
 from harness.store import RunStore, flatten_states
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, Metric, Protocol
@@ -40,7 +40,7 @@ class RunConfig:
     out: str
     methods: list[str]
     root: str | None = None
-    settings: list[str] | None = None  # None: the split's default (harness.splits.settings_for), resolved at start
+    settings: list[str] | None = None  # None: the split's default (harness.core.splits.settings_for), resolved at start
     metrics: list[str] | str = "all"
     clips: list[str] | None = None
     role: str = "test"
@@ -90,7 +90,7 @@ def parse_method_args(items: list[str] | None, flag: str = "--method-arg", what:
 
 def select_clips(cfg: RunConfig) -> tuple[Any, list[Any], dict[str, Any]]:
     """(split, clips to evaluate (frame_range capped by max_frames), all clips by id)."""
-    from harness.splits import load_split, materialize
+    from harness.core.splits import load_split, materialize
 
     split = materialize(load_split(cfg.split), cfg.root)  # ids from an official list (voxceleb1), as `splits show`
     by_id = {c.clip_id: c for c in split.clips}
@@ -154,7 +154,7 @@ def method_specs(cfg: RunConfig, keys: Any = None) -> dict[str, dict[str, Any]]:
 
 
 def build_methods(cfg: RunConfig) -> tuple[dict[str, Method], dict[str, str]]:
-    from harness.methods import get_method
+    from harness.core.methods import get_method
 
     methods, unavailable = {}, {}
     for item in cfg.methods:
@@ -256,7 +256,7 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
 
     load_plugins(cfg.plugins)  # module names or .py files; a broken one is a one-line PluginError
     split, clips, all_clips = select_clips(cfg)
-    from harness.splits import settings_for
+    from harness.core.splits import settings_for
 
     settings, note = settings_for(split, clips, cfg.settings, SETTINGS)
     cfg = dataclasses.replace(cfg, settings=settings)  # the resolved list is the run's identity
@@ -272,7 +272,7 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
         raise BenchError("no method can run here: " + "; ".join(f"{k}: {v}" for k, v in unavailable_methods.items()))
     store = RunStore(cfg.out)
     _check_same_run(store, cfg)
-    from harness.fsutil import atomic_write_text
+    from harness.core.fsutil import atomic_write_text
     from harness.store import atomic_write_json
 
     prior = store.read_run_config() or {}
@@ -381,7 +381,7 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
 
     Per setting, every method's split-level values are computed on one clip set: the clips that every
     method finished (status ok), so methods are compared on the same clips and FID on the same reference."""
-    from harness.environment import environment
+    from harness.core.environment import environment
 
     protocols = {n: m.protocol() for n, m in metrics.items()}
     pfp = {n: p.fingerprint() for n, p in protocols.items()}
@@ -568,7 +568,7 @@ def _per_clip_level(mname: str, setting: str, name: str, metric: Metric, ok: dic
 
 
 def _root_str(root: str | None) -> Path:
-    from harness.paths import data_root
+    from harness.core.paths import data_root
 
     return data_root(root)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

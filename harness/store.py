@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.errors import BenchError
-from harness.fsutil import atomic_write_bytes
-from harness.fsutil import atomic_write_json as fs_atomic_write_json
+from harness.core.errors import BenchError
+from harness.core.fsutil import atomic_write_bytes
+from harness.core.fsutil import atomic_write_json as fs_atomic_write_json
 
 RECORD_VERSION = 1
 PER_CLIP_COLUMNS = ("method", "setting", "clip_id", "metric", "value_name", "value", "protocol")

@@ -99,7 +99,7 @@ def mouth_features(landmarks: np.ndarray) -> np.ndarray:
 def band_rms(audio: np.ndarray, n_frames: int, fps: float = 25.0, sample_rate: int = 16000,
              band: tuple[float, float] = BAND_HZ) -> np.ndarray:
     """[T] RMS (full scale 1) of the `band` component of each video frame's audio samples."""
-    from harness.media import audio_frames, samples_per_frame
+    from harness.core.media import audio_frames, samples_per_frame
 
     spf = samples_per_frame(fps, sample_rate)
     x = audio_frames(np.asarray(audio, np.float64), n_frames, fps, sample_rate).reshape(n_frames, spf)
@@ -184,7 +184,7 @@ def av_sync(mouth: np.ndarray, audio: np.ndarray, fps: float = 25.0, sample_rate
             n_surrogates: int = NULL_SURROGATES) -> dict[str, Any]:
     """AV-corr (chance-corrected peak) / AV-offset of mouth features [T,F] (or one feature [T]; a nan row
     = no landmarks) against the driving audio. Raises MediaError for too few frames or silent audio."""
-    from harness.errors import MediaError
+    from harness.core.errors import MediaError
 
     feats = np.asarray(mouth, np.float64)
     feats = feats[:, None] if feats.ndim == 1 else feats
@@ -231,7 +231,7 @@ class AVSync(Metric):
     def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "dlib",
                  max_offset: int = MAX_OFFSET, min_frames: int = MIN_FRAMES, null_surrogates: int = NULL_SURROGATES,
                  landmarks_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        """landmarks_fn: crops [T,H,W,3] -> [T,68,2] (nan rows where none); default harness.faces."""
+        """landmarks_fn: crops [T,H,W,3] -> [T,68,2] (nan rows where none); default harness.core.faces."""
         super().__init__(batch_size, device)
         self.backend, self.max_offset, self.min_frames = backend, int(max_offset), int(min_frames)
         self.null_surrogates = int(null_surrogates)
@@ -267,7 +267,7 @@ class AVSync(Metric):
                                  "(Chung & Zisserman 2016: median minus minimum distance over offsets); surrogates: "
                                  "Theiler et al. 1992; envelope/mouth-area coherence: Chandrasekaran et al. 2009",
                       "features": list(FEATURES), "silence_rms_std": SILENCE_RMS_STD, "static_std": STATIC_STD,
-                      "landmarks_on_crops": "harness.faces.landmarks_on_crops (prior box confirmed by detector)",
+                      "landmarks_on_crops": "harness.core.faces.landmarks_on_crops (prior box confirmed by detector)",
                       "weights_state": weights_state})
 
     def landmarks(self, crops: np.ndarray) -> np.ndarray:
@@ -275,7 +275,7 @@ class AVSync(Metric):
         return self._source(crops)
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:
-        from harness.errors import MediaError
+        from harness.core.errors import MediaError
 
         gen = clip.generated
         if gen is None or gen.ndim != 4 or gen.shape[-1] != 3:

@@ -125,7 +125,7 @@ _entry_points_loaded = False
 
 def register(cls: type[Metric]) -> type[Metric]:
     """Class decorator: adds a metric to the one registry under cls.name."""
-    from harness.plugin_sources import origin_of
+    from harness.core.plugin_sources import origin_of
 
     if cls.name in REGISTRY:
         raise ValueError(f"metric {cls.name!r} registered twice ({ORIGINS.get(cls.name)} and {origin_of(cls)})")
@@ -158,7 +158,7 @@ def load_all() -> dict[str, Callable[..., Metric]]:
     for mod in METRIC_MODULES:
         importlib.import_module(mod)
     if not _entry_points_loaded:  # installed plugins, once per process
-        from harness.plugin_sources import load_entry_points
+        from harness.core.plugin_sources import load_entry_points
 
         load_entry_points(ENTRY_POINT_GROUP, REGISTRY, register, Metric)
         _entry_points_loaded = True  # after success: a broken plugin fails every call, not only the first

@@ -1,6 +1,6 @@
 """Every available registered metric for one (generated, ground truth) pair of videos or frame folders.
 
-Both are cropped with the GROUND TRUTH's crop track (harness.faces.clip_faces on the ground truth, the
+Both are cropped with the GROUND TRUTH's crop track (harness.core.faces.clip_faces on the ground truth, the
 same crop_track applied to the generated frames), so the crops are pixel-aligned. Split-level metrics
 (FID) are aggregated over this one pair. Unavailable metrics are listed with their reason.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import MediaError
+from harness.core.errors import MediaError
 from metrics.base import ClipInput, Protocol, load_all
 
 MIN_FRAMES = 3  # a pair needs at least this many frames: velocity (F-LMD) and the track's smoothing need neighbours
@@ -48,9 +48,9 @@ def aligned_crops(gen: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
     """aligned_crops plus the generated full frames and the ground truth's face-track boxes (same n frames)."""
-    from harness.faces.clip import clip_faces
-    from harness.faces.crop import crop_frames
-    from harness.faces.clip import tracked_face_boxes
+    from harness.core.faces.clip import clip_faces
+    from harness.core.faces.crop import crop_frames
+    from harness.core.faces.clip import tracked_face_boxes
 
     gen_frames = fit_pair(gen.frames, gt.frames, gen.path, gt.path)
     n = len(gen_frames)
@@ -114,10 +114,10 @@ def silent(audio: np.ndarray | None) -> str | None:
 def fit_audio(audio: np.ndarray, n_frames: int, fps: float, sample_rate: int, path: Any,
               warn: bool = True) -> np.ndarray:
     """The driving audio cut to the scored frames (a longer file is cut, with a warning saying by how much);
-    a shortfall follows harness.media.align_audio (zero-padded up to 0.1 s, else MediaError)."""
+    a shortfall follows harness.core.media.align_audio (zero-padded up to 0.1 s, else MediaError)."""
     import warnings
 
-    from harness.media import align_audio
+    from harness.core.media import align_audio
 
     need = int(round(n_frames * sample_rate / fps))
     extra = (len(audio) - need) / sample_rate

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import weights
-from harness.errors import MediaError, MetricUnavailable, NoFaceError
+from harness.core import weights
+from harness.core.errors import MediaError, MetricUnavailable, NoFaceError
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.feature_cache import cached_features
 from metrics.frame_memo import FrameMemo

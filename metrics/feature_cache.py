@@ -5,7 +5,7 @@ embedding, SyncNet's embeddings of the driving audio) depend only on the input's
 weights and the protocol. The key is sha256(dtype, shape, bytes of the input array) + the metric's protocol
 fingerprint + the weights sha256 (+ whatever else shapes the output, e.g. SyncNet's window count), never a
 path: a re-encoded copy of the same frames hits, a changed frame or setting misses. Entries live in
-harness.cache.Cache under one kind per feature (`realtalk-bench cache info` / `cache clear --kind KIND`).
+harness.core.cache.Cache under one kind per feature (`realtalk-bench cache info` / `cache clear --kind KIND`).
 Values are stored exactly as computed (float32 / float64 arrays), so a warm run gives the cold run's values.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.cache import Cache, default_cache, make_key
+from harness.core.cache import Cache, default_cache, make_key
 from metrics.frame_memo import MEMOS
 
 VERSION = "1"

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness import weights
+from harness.core import weights
 from metrics.feature_cache import cached_features
 from metrics.frame_memo import FrameMemo
 from metrics.passes import PASSES
@@ -198,7 +198,7 @@ class FID(Metric):
         """Generated and ground-truth features; the ground truth's come from the on-disk feature cache
         (metrics/feature_cache.py) after the first time any process saw those frames. Generated frames
         are looked up there too (a reference method replays the ground truth) but never stored."""
-        from harness.errors import MediaError
+        from harness.core.errors import MediaError
 
         if clip.ground_truth is None:
             raise MediaError(f"clip {clip.clip_id}: FID needs the real crops as its reference set")

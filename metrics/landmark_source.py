@@ -17,7 +17,7 @@ _MEMO = FrameMemo(network="landmarks")
 
 
 class LandmarkSource:
-    """crops [T,H,W,3] -> [T,68,2] float (nan rows where no face), through harness.faces."""
+    """crops [T,H,W,3] -> [T,68,2] float (nan rows where no face), through harness.core.faces."""
 
     def __init__(self, backend: str = "dlib", landmarks_fn: Callable[[np.ndarray], np.ndarray] | None = None,
                  owner: str = "metric") -> None:
@@ -32,13 +32,13 @@ class LandmarkSource:
     def weights_key(self) -> str:
         """The file the landmarker loads: for fan, the state dict or the TorchScript zip (whichever is there)."""
         if self.backend == "fan":
-            from harness.faces.landmarks import fan_weights_key
+            from harness.core.faces.landmarks import fan_weights_key
 
             return fan_weights_key()
         return WEIGHTS_KEYS[self.backend]
 
     def availability(self) -> tuple[bool, str]:
-        from harness import weights
+        from harness.core import weights
 
         state, path, _ = weights.check(self.weights_key)
         if state in ("found", "unverified"):
@@ -47,15 +47,15 @@ class LandmarkSource:
 
     def weights(self) -> tuple[str | None, str]:
         """(sha256 of the landmark model file, its state label for protocols)."""
-        from harness import weights
+        from harness.core import weights
 
         return weights.check(self.weights_key)[2], weights.state_label(self.weights_key)
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         if self.custom is not None:
             return self.custom(crops)
-        from harness.faces import clip as faces_clip
-        from harness.faces.landmarks import get_landmarker
+        from harness.core.faces import clip as faces_clip
+        from harness.core.faces.landmarks import get_landmarker
 
         if self._landmarker is None:
             self._landmarker = get_landmarker(self.backend)

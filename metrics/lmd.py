@@ -80,7 +80,7 @@ class LMD(Metric):
 
     def __init__(self, batch_size: int = 32, device: str = "cpu", backend: str = "dlib", protocol: str = "realtalk",
                  landmarks_fn: Callable[[np.ndarray], np.ndarray] | None = None, cache: Any = None) -> None:
-        """landmarks_fn: crops [T,H,W,3] -> [T,68,2] (nan rows where none); default harness.faces."""
+        """landmarks_fn: crops [T,H,W,3] -> [T,68,2] (nan rows where none); default harness.core.faces."""
         super().__init__(batch_size, device)
         if protocol not in PROTOCOLS:
             raise ValueError(f"lmd protocol {protocol!r} not in {tuple(PROTOCOLS)}")
@@ -108,14 +108,14 @@ class LMD(Metric):
                                             "frames without landmarks on either side excluded and counted",
                                   "FaceCov": "frames with gen and gt landmarks / frames with gt landmarks",
                                   "reference": REFERENCES[self.lmd_protocol],
-                                  "landmarks_on_crops": "harness.faces.landmarks_on_crops (prior box confirmed by detector)",
+                                  "landmarks_on_crops": "harness.core.faces.landmarks_on_crops (prior box confirmed by detector)",
                                   "weights_state": weights_state})
 
     def landmarks(self, crops: np.ndarray) -> np.ndarray:
         return self._source(crops)
 
     def _gt_landmarks(self, gt: np.ndarray) -> np.ndarray:
-        from harness.cache import default_cache, make_key
+        from harness.core.cache import default_cache, make_key
 
         if self._source.custom is not None:  # custom landmarker: no cache identity to key on
             return self.landmarks(gt)
@@ -126,7 +126,7 @@ class LMD(Metric):
         return cache.arrays(key, lambda: {"landmarks": self.landmarks(gt)})["landmarks"]
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:
-        from harness.errors import NoFaceError
+        from harness.core.errors import NoFaceError
         from metrics.ssim import _pair
 
         gen, gt = _pair(clip)

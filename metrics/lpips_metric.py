@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness import weights
+from harness.core import weights
 from metrics.base import ClipInput, ClipResult, Metric, Protocol, register
 from metrics.ssim import _pair
 

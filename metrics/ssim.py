@@ -122,7 +122,7 @@ class SSIM(Metric):
 
 def _pair(clip: ClipInput) -> tuple[np.ndarray, np.ndarray]:
     """The generated / ground-truth crops, checked to be aligned uint8 [T,H,W,3] of equal shape."""
-    from harness.errors import MediaError
+    from harness.core.errors import MediaError
 
     gen, gt = clip.generated, clip.ground_truth
     if gt is None:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy.signal import medfilt
 
-from harness.errors import MediaError
+from harness.core.errors import MediaError
 
 CROP_SCALE = 0.4
 MEDIAN_KERNEL = 13

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import torch
 
-from harness import weights
-from harness.errors import MediaError, MetricUnavailable
+from harness.core import weights
+from harness.core.errors import MediaError, MetricUnavailable
 from metrics.feature_cache import cached_features
 from metrics.passes import PASSES, content_key
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.errors import WeightsMissingError
+from harness.core.errors import WeightsMissingError
 
 
 def _bn_relu(ch: int, dim: int, inplace: bool = True) -> list[nn.Module]:

@@ -10,8 +10,8 @@ import numpy as np
 
 
 def real_crops(n: int) -> np.ndarray:
-    from harness.media import read_video
-    from harness.paths import data_root
+    from harness.core.media import read_video
+    from harness.core.paths import data_root
 
     v = read_video(data_root() / "styletalk" / "video" / "Obama_clip1.mp4", fps=25.0, max_frames=n)
     return v.frames

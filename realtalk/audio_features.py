@@ -85,7 +85,7 @@ class HubertFeaturizer(AudioFeaturizer):
         import torch
         from transformers import HubertModel
 
-        from harness.weights import require
+        from harness.core.weights import require
 
         folder = Path(path) if path is not None else require("hubert")
         self.model = HubertModel.from_pretrained(str(folder), local_files_only=True).eval().to(device)

@@ -63,7 +63,7 @@ class BFMFaceModel(FaceModel):
     def from_mat(cls, path: str | Path, recenter: bool = True) -> "BFMFaceModel":
         from scipy.io import loadmat
 
-        from harness.errors import WeightsMissingError
+        from harness.core.errors import WeightsMissingError
 
         try:
             mat = loadmat(str(path))
@@ -76,7 +76,7 @@ class BFMFaceModel(FaceModel):
 
     @classmethod
     def from_weights(cls) -> "BFMFaceModel":
-        from harness.weights import require
+        from harness.core.weights import require
 
         return cls.from_mat(require("bfm_front"))
 

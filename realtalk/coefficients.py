@@ -8,7 +8,7 @@ Frames without landmarks are linearly interpolated from their neighbours (held a
 beta and rho are smoothed with a Savitzky-Golay filter (window 5 frames = 0.2 s, order 2), which
 removes landmark jitter but keeps mouth closures (a 2-frame closure survives at ~70 % depth).
 
-Cached (harness.cache) by: the landmarks' (or crops') bytes, the video file hash and frame range when
+Cached (harness.core.cache) by: the landmarks' (or crops') bytes, the video file hash and frame range when
 given, the face model fingerprint, the smoothing and CODE_VERSION.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from scipy.signal import savgol_filter
 
-from harness.cache import Cache, default_cache, make_key
-from harness.errors import NoFaceError
+from harness.core.cache import Cache, default_cache, make_key
+from harness.core.errors import NoFaceError
 from realtalk.face_model import FaceModel
 
 CODE_VERSION = "coeffs-1"
@@ -98,7 +98,7 @@ def fit_crops_bfm(crops: np.ndarray, face_model: FaceModel, smooth: int = 5, bat
 def clip_coefficients(clip_faces: Any, face_model: FaceModel | None = None, cache: Cache | bool | None = True,
                       video_path: str | os.PathLike | None = None, frame_range: tuple[int, int] | None = None,
                       smooth: int = 5) -> Coefficients:
-    """Smoothed, cached coefficients of a harness.faces ClipFaces (landmark model by default).
+    """Smoothed, cached coefficients of a harness.core.faces ClipFaces (landmark model by default).
 
     video_path / frame_range only make the cache key more specific (the key always covers the
     landmarks' bytes, so a different clip can never hit a stale entry)."""

@@ -78,7 +78,7 @@ class D3DFRRegressor:
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The net_recon state dict of an official checkpoint ('module.' prefixes stripped)."""
-    from harness.errors import WeightsMissingError
+    from harness.core.errors import WeightsMissingError
 
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -92,8 +92,8 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_regressor(path: str | Path | None = None, device: str = "cpu") -> D3DFRRegressor:
     """Build ReconNet and load the official checkpoint (weights key 'd3dfr' unless path is given)."""
-    from harness.errors import WeightsMissingError
-    from harness.weights import require
+    from harness.core.errors import WeightsMissingError
+    from harness.core.weights import require
 
     path = Path(path) if path is not None else require("d3dfr")
     net = ReconNet()

@@ -1,8 +1,8 @@
 """Training data for both stages, built from a split's TRAIN clips.
 
-Per clip: 256 face crops (harness.faces, cached there), 3D coefficients alpha/beta/rho
+Per clip: 256 face crops (harness.core.faces, cached there), 3D coefficients alpha/beta/rho
 (realtalk.coefficients, cached there), and audio tokens (realtalk.audio_features, featurizer.tokens_per_frame per frame; cached
-here through harness.cache). `max_frames` bounds the frames per clip (CPU demo training).
+here through harness.core.cache). `max_frames` bounds the frames per clip (CPU demo training).
 
 A2E samples: a window of T frames at t0: audio tokens [tpf*T, A] (tpf = the featurizer's tokens_per_frame),
 alpha, beta[t0:t0+T], and N historical expressions "randomly selected during training and inference"
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.cache import default_cache, make_key
+from harness.core.cache import default_cache, make_key
 
 DATA_VERSION = "1"
 
@@ -65,9 +65,9 @@ def audio_tokens(audio: np.ndarray, n_frames: int, featurizer: Any, key_params: 
 def load_clip_data(entry: Any, root: str | Path | None, face_model: Any, featurizer: Any,
                    max_frames: int | None = None) -> ClipData:
     """Crops + coefficients + audio tokens of one split entry (first max_frames frames at 25 fps)."""
-    from harness.faces.clip import clip_faces
-    from harness.media import read_audio, read_video
-    from harness.splits import load_clip_media, resolve
+    from harness.core.faces.clip import clip_faces
+    from harness.core.media import read_audio, read_video
+    from harness.core.splits import load_clip_media, resolve
     from realtalk.coefficients import clip_coefficients
 
     if max_frames is None:
@@ -91,9 +91,9 @@ def load_split_data(split: str, root: str | Path | None, face_model: Any, featur
                     max_frames: int | None = None, min_frames: int = 40, log=print, pool: Executor | None = None
                     ) -> list[ClipData]:
     """ClipData for every clip of `role` in the split (clips shorter than min_frames are skipped), in split
-    order; with `pool` (e.g. harness.executors.process_pool) clips load in its worker processes (face
+    order; with `pool` (e.g. harness.core.pool.process_pool) clips load in its worker processes (face
     detection and landmarks are single-threaded)."""
-    from harness.splits import load_split
+    from harness.core.splits import load_split
 
     entries = [e for e in load_split(split).clips if e.role == role]
     if pool is not None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from harness.paths import home
+from harness.core.paths import home
 
 DEMO_FILE = "realtalk-demo-small-v2.pt"  # v2: time-consistent A2E codes + warp prior (v1 files do not load)
 SHIPPED = Path(__file__).resolve().parent / "assets" / "realtalk-demo-small.pt"
@@ -38,8 +38,8 @@ def demo_checkpoint_path() -> Path:
 
 def check_shipped(path: Path = SHIPPED, sha256: str | None = None) -> Path:
     """The shipped file, or WeightsMissingError naming it when its digest is not the pinned one."""
-    from harness.cache import file_digest
-    from harness.errors import WeightsMissingError
+    from harness.core.cache import file_digest
+    from harness.core.errors import WeightsMissingError
 
     want = sha256 if sha256 is not None else SHIPPED_SHA256
     got = file_digest(path)
@@ -67,7 +67,7 @@ def ensure_demo_checkpoint(root: str | Path | None = None, budget_s: float | Non
 def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     import torch
 
-    from harness.executors import process_pool
+    from harness.core.pool import process_pool
     from realtalk.a2e import AudioToExpression
     from realtalk.audio_features import get_featurizer
     from realtalk.config import small

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")

@@ -1,6 +1,6 @@
 """RealTalk inference: source video + driving audio -> lip-synced frames at the source resolution.
 
-Steps: face crops (harness.faces.clip_faces) -> 3D coefficients (realtalk.coefficients) -> audio tokens ->
+Steps: face crops (harness.core.faces.clip_faces) -> 3D coefficients (realtalk.coefficients) -> audio tokens ->
 expressions predicted window by window (T = 16 frames) -> mask -> renderer with the source's FIRST crop as
 the reference -> paste the generated region back into the full frames.
 
@@ -172,15 +172,15 @@ class RealTalkPipeline:
     @torch.no_grad()
     def prepare(self, frames: np.ndarray, fps: float = 25.0, source_path: str | Path | None = None,
                 faces: Any = None, source_timestamps: np.ndarray | None = None) -> Source:
-        """Crops, coefficients and reference features of the source (cached by harness.faces/coefficients).
+        """Crops, coefficients and reference features of the source (cached by harness.core.faces/coefficients).
 
         The face-track cache key names the source file and which of its frames these are: pass the frames'
-        presentation timestamps (harness.media.Video.source_timestamps) when known; otherwise the frames'
+        presentation timestamps (harness.core.media.Video.source_timestamps) when known; otherwise the frames'
         own bytes identify them, so a frame range that does not start at 0 never reuses another's track."""
         from realtalk.coefficients import clip_coefficients
 
         if faces is None:
-            from harness.faces.clip import clip_faces
+            from harness.core.faces.clip import clip_faces
 
             if source_path is None:
                 raise ValueError("source_path is needed to cache the face track (or pass faces=)")
@@ -274,7 +274,7 @@ class RealTalkPipeline:
         """Full-resolution frames: generated region (feathered 1 - M) over the source frames."""
         import cv2
 
-        from harness.faces.crop import paste_frames_alpha
+        from harness.core.faces.crop import paste_frames_alpha
 
         ct = src.faces.crop_track
         track = dataclasses.replace(ct, boxes=np.asarray(ct.boxes)[idx])
@@ -301,7 +301,7 @@ class RealTalkPipeline:
                 out[i:i + len(idx)] = self.paste(src, idx, i_hat, mask)
                 i += len(idx)
         if out_path is not None:
-            from harness.media import write_video
+            from harness.core.media import write_video
 
             write_video(out_path, out, fps=fps, audio=audio, sample_rate=sample_rate)
         return out

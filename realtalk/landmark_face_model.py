@@ -106,7 +106,7 @@ class LandmarkFaceModel(FaceModel):
 
     @classmethod
     def load(cls, path: str | Path) -> "LandmarkFaceModel":
-        from harness.errors import WeightsMissingError
+        from harness.core.errors import WeightsMissingError
 
         path = Path(path)
         if not path.exists():

@@ -1,4 +1,4 @@
-"""RealTalk's timed regions for `realtalk-bench latency` (harness.latency.LatencyStage).
+"""RealTalk's timed regions for `realtalk-bench latency` (harness.core.latency.LatencyStage).
 
 Stages (frames_per_call in brackets), each on fixed random inputs of the real shapes:
 - a2e       [windows*16*B]: ceil(frames/16) sequential 16-frame windows per item (history fed back), from
@@ -7,7 +7,7 @@ Stages (frames_per_call in brackets), each on fixed random inputs of the real sh
             realtalk.inference does (min of the source-expression and predicted-expression masks);
 - renderer  [B]: masked source + cached reference features + [alpha,beta,rho] -> blended 256x256 frames;
 - paste     [B]: B 256x256 crops (device -> host uint8) pasted into 720p frames with the feathered mask
-            (realtalk.inference.RealTalkPipeline.paste -> harness.faces.crop.paste_frames_alpha).
+            (realtalk.inference.RealTalkPipeline.paste -> harness.core.faces.crop.paste_frames_alpha).
 Networks run through realtalk.fast.FastRealTalk: autocast dtype, channels_last, optional torch.compile
 and CUDA graphs. FLOPs are counted on the eager networks (the compiled ones are the same maths).
 """
@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from harness.errors import BenchError
-from harness.latency import LatencyStage, count_flops
+from harness.core.errors import BenchError
+from harness.core.latency import LatencyStage, count_flops
 from realtalk.config import RealTalkConfig, get_config
 from realtalk.fast import CudaGraphRunner, FastRealTalk
 
@@ -144,7 +144,7 @@ def realtalk_stages(a2e: torch.nn.Module, renderer: torch.nn.Module, face_model:
 
     # ------------------------------------------------------------------ paste
     def paste_inputs() -> tuple[Any, ...]:
-        from harness.faces.crop import CropTrack
+        from harness.core.faces.crop import CropTrack
 
         h, w = FRAME_HW
         frames_np = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)

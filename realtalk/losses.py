@@ -6,7 +6,7 @@ Renderer: 1 * L1 + 1 * perceptual (VGG19) + 0.1 * adversarial + 1 * teeth-region
           Adversarial: PatchGAN (pix2pix 70x70 NLayer layout) with the LSGAN objective (least squares:
           D pushes real -> 1, fake -> 0; G pushes fake -> 1) -- ours, the paper does not name the GAN loss.
           Perceptual: L1 between VGG19 relu1_2/2_2/3_4/4_4/5_4 features of ImageNet-normalised images; only when
-          the torchvision file (harness.weights key "vgg19") is present, else off with one warning.
+          the torchvision file (harness.core.weights key "vgg19") is present, else off with one warning.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness import weights
+from harness.core import weights
 
 
 def _f(t: Tensor) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.methods import Method, MethodInput, register
+from harness.core.methods import Method, MethodInput, register
 
 
 def _checkpoint_loads(method: "RealTalkMethod") -> tuple[bool, str]:
@@ -84,7 +84,7 @@ class RealTalkMethod(Method):
             from realtalk.demo_checkpoint import demo_checkpoint_path
 
             if not demo_checkpoint_path().exists():
-                from harness.paths import data_root
+                from harness.core.paths import data_root
 
                 if not (data_root(self.root) / "README.md").exists():
                     return False, f"no demo checkpoint at {demo_checkpoint_path()} and no data to train it"
@@ -102,7 +102,7 @@ class RealTalkMethod(Method):
         if self._fp is None:
             import torch
 
-            from harness.cache import file_digest
+            from harness.core.cache import file_digest
 
             p = self.checkpoint_path()
             cfg = torch.load(p, map_location="cpu", weights_only=False)["config"]

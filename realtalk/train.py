@@ -29,7 +29,7 @@ CKPT_FORMAT = 1
 
 
 def git_hash() -> str | None:
-    from harness.environment import git_state
+    from harness.core.environment import git_state
 
     return git_state()[0]
 

@@ -1,7 +1,7 @@
 """Comparison grids (rows = ground truth + methods, columns = frames; face crops with an enlarged mouth
 strip, as the paper's Fig. 6) and side-by-side mp4s with the driving audio. Generated panels are labelled
 with a caption strip outside the picture. Stored generated videos carry their GENERATED label in a band
-below the frame (harness.evaluate.label_frames): everything here works on the top HxW region only."""
+below the frame (harness.core.labels.label_frames): everything here works on the top HxW region only."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.faces.clip import clip_faces
-from harness.evaluate import LABEL_BAND
-from harness.faces.crop import crop_frames
-from harness.media import Video, read_audio, read_video, write_video
+from harness.core.faces.clip import clip_faces
+from harness.core.labels import LABEL_BAND
+from harness.core.faces.crop import crop_frames
+from harness.core.media import Video, read_audio, read_video, write_video
 from reports.load import RunData
 from reports.tables import is_reference
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from metrics.base import FRAMES_TOTAL, FRAMES_USED
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from harness.media import read_audio, read_video, write_video
+from harness.core.media import read_audio, read_video, write_video
 
 FPS = 25.0
 SR = 16000

@@ -1,4 +1,4 @@
-"""Test-only stand-ins for harness.media / harness.faces (being written in parallel): PyAV decode of the
+"""Test-only stand-ins for harness.core.media / harness.core.faces (being written in parallel): PyAV decode of the
 first frames of a real clip, and dlib 68-point landmarks on 256x256 crops. Real data, real models."""
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def styletalk_crops(data_root: Path, name: str = "Obama_clip1", n: int = 50, sta
 
 
 def dlib_landmarks_on_crops(crops: np.ndarray) -> np.ndarray:
-    """[T,68,2] float32, nan rows where dlib finds no face (stand-in for harness.faces.landmarks_on_crops)."""
+    """[T,68,2] float32, nan rows where dlib finds no face (stand-in for harness.core.faces.landmarks_on_crops)."""
     import dlib
 
-    from harness.weights import require
+    from harness.core.weights import require
 
     det = dlib.get_frontal_face_detector()
     pred = dlib.shape_predictor(str(require("dlib_landmarks68")))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import data_root as _data_root
+from harness.core.paths import data_root as _data_root
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,37 @@ def standins():
     sup.register_standins()
     yield
     sup.unregister_standins()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ending the test process. CI once printed "415 passed" and then died with SIGSEGV (exit 139) while the
+# interpreter tore down native extensions (Ray's core worker after ray.shutdown(), onnxruntime, dlib and
+# torch thread pools all live in this one process). The suite's verdict is pytest's exit status, so after
+# every plugin has reported (terminal summary, benchmark JSON) we run the atexit handlers, flush, and leave
+# with that status without module teardown. faulthandler stays on so a crash in the handlers is traced.
+# ---------------------------------------------------------------------------------------------------------
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import atexit
+    import faulthandler
+    import sys
+    import threading
+
+    if not _EXIT_STATUS or os.environ.get("RTB_PYTEST_NORMAL_EXIT") == "1":
+        return  # collection-only runs, or someone debugging teardown itself
+    alive = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if alive:
+        print(f"note: {len(alive)} thread(s) still alive at the end of the session: {', '.join(alive[:8])}",
+              file=sys.stderr)
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])

@@ -314,9 +314,9 @@ def test_checkpoint_of_another_architecture(corpus: Path, tmp_path: Path, capsys
 
 def test_weights_file_with_bad_sha256(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """A model file of the table (harness.weights) with the wrong bytes: `weights verify` exits 1 naming it, and the
+    """A model file of the table (harness.core.weights) with the wrong bytes: `weights verify` exits 1 naming it, and the
     metric that needs it is unavailable with the same reason instead of loading it."""
-    from harness import weights
+    from harness.core import weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("REALTALK_BENCH_UNVERIFIED_WEIGHTS", raising=False)
@@ -340,8 +340,8 @@ def test_weights_file_with_bad_sha256(corpus: Path, tmp_path: Path, capsys: pyte
 def test_half_written_cache_file_is_never_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash between write and rename (os.replace never happens) leaves nothing a reader takes for the entry; a
     truncated entry written by something else is a miss, not a crash."""
-    import harness.fsutil as fsutil
-    from harness.cache import Cache
+    import harness.core.fsutil as fsutil
+    from harness.core.cache import Cache
 
     cache = Cache(tmp_path / "cache")
     arrays = {"x": np.arange(10000, dtype=np.float32)}
@@ -359,7 +359,7 @@ def test_half_written_cache_file_is_never_visible(tmp_path: Path, monkeypatch: p
     entry = next(p for p in (tmp_path / "cache").rglob("*") if p.is_file())
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # half an entry on disk
     assert cache.get_arrays("k2") is None
-    _record("model: half-written cache file", "harness.cache.Cache (os.replace interrupted)", 0,
+    _record("model: half-written cache file", "harness.core.cache.Cache (os.replace interrupted)", 0,
             "nothing visible to readers; a truncated entry reads as a miss")
 
 
@@ -402,7 +402,7 @@ def test_full_disk_while_writing_a_record_then_resume(corpus: Path, tmp_path: Pa
 def test_read_only_output_folder(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """EROFS from the store's writer (what a read-only mount raises; chmod does not stop root): a clear error."""
-    import harness.fsutil as fsutil
+    import harness.core.fsutil as fsutil
 
     man = _manifest(tmp_path / "one.yaml", [_good_clip()])
 

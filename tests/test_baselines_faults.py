@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from baselines.subprocess_adapter import SubprocessMethod, SubprocessMethodError, safe_name
-from harness.methods import MethodInput
+from harness.core.methods import MethodInput
 
 # The fault fixture's entry script. Modes: ok, hang (and a grandchild that sleeps too), exit0_no_output,
 # short (half the frames), wrong_size, flood (10 MB on stderr, then exit 1 or, with --then_ok, succeed),
@@ -108,7 +108,7 @@ sys.exit(f"unknown mode {mode}")
 
 @pytest.fixture(scope="module")
 def clip(data_root: Path):
-    from harness.media import read_audio, read_video
+    from harness.core.media import read_audio, read_video
 
     v = read_video(data_root / "styletalk/video/Obama_clip1.mp4", fps=25.0, max_frames=30)
     a = read_audio(data_root / "styletalk/wav/Obama_clip1.wav", 16000, duration_s=30 / 25)
@@ -293,7 +293,7 @@ def test_pcavs_layout_geometry_and_lead_frames(clip, fault_repo, tmp_path, panel
     assert m.last_notes["lead_frames_held"] == 2 and m.last_notes["frames_in_output"] == 28
     # geometry: the generated panel (the fixture's view of rows 0..192, cols 16..208) pasted back on the crop
     # box reproduces the source there; time: output frame i is source frame i, not i - 2 or i + 2
-    from harness.faces.crop import crop_frames
+    from harness.core.faces.crop import crop_frames
 
     ct = m._crop_track({"inp": inp, "src": src}, 224)
     g, s = crop_frames(out, ct).astype(np.float32), crop_frames(src, ct).astype(np.float32)

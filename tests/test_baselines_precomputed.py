@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.errors import BenchError, MediaError
-from harness.media import read_video, write_video
+from harness.core.errors import BenchError, MediaError
+from harness.core.media import read_video, write_video
 from harness.runner import RunConfig, run_benchmark
 from harness.store import RunStore
 
@@ -108,7 +108,7 @@ def test_runtime_not_ranked(scored: tuple[dict, RunStore]) -> None:
 
 def test_fingerprint_changes_with_a_file_and_rescored(folders: dict[str, Path], data_root: Path,
                                                       tmp_path: Path) -> None:
-    from harness.methods import get_method
+    from harness.core.methods import get_method
 
     d = tmp_path / "outs"
     v = read_video(folders["short5"] / REC / f"{CLIP}.mp4", fps=25).frames
@@ -129,7 +129,7 @@ def test_fingerprint_changes_with_a_file_and_rescored(folders: dict[str, Path], 
 
 
 def test_csv_mapping_and_missing_file(folders: dict[str, Path], tmp_path: Path) -> None:
-    from harness.methods import MethodInput, get_method
+    from harness.core.methods import MethodInput, get_method
 
     (tmp_path / "map.csv").write_text(f"clip_id,path\n{CLIP},{folders['short5'] / REC / (CLIP + '.mp4')}\n")
     m = get_method("precomputed", dir=str(tmp_path), csv="map.csv", name="viacsv")

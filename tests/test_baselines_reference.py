@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.methods import MethodInput, get_method
+from harness.core.methods import MethodInput, get_method
 
 
 @pytest.fixture(scope="module")
 def clip(data_root: Path):
-    from harness.media import read_video
+    from harness.core.media import read_video
 
     return read_video(data_root / "video-retalking/face/3.mp4", fps=25.0, max_frames=25)
 
@@ -45,8 +45,8 @@ def test_copy_reference_pastes_first_frame_into_mask_region(clip):
     import cv2
     import dataclasses
 
-    from harness.faces.clip import clip_faces
-    from harness.faces.crop import crop_frames
+    from harness.core.faces.clip import clip_faces
+    from harness.core.faces.crop import crop_frames
     from realtalk.coefficients import clip_coefficients
     from realtalk.face_models import load_default_face_model
     from realtalk.mask import lower_face_mask

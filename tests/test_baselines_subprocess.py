@@ -11,14 +11,14 @@ import yaml
 
 from baselines.subprocess_adapter import (CONFIG_DIR, METHOD_NAMES, SubprocessMethod, SubprocessMethodError,
                                           load_config)
-from harness.methods import MethodInput, get_method
+from harness.core.methods import MethodInput, get_method
 
 STANDIN = Path(__file__).resolve().parent / "standin_talking_face.py"
 
 
 @pytest.fixture(scope="module")
 def clip(data_root: Path):
-    from harness.media import read_audio, read_video
+    from harness.core.media import read_audio, read_video
 
     v = read_video(data_root / "styletalk/video/Obama_clip1.mp4", fps=25.0, max_frames=50)
     a = read_audio(data_root / "styletalk/wav/Obama_clip1.wav", 16000, duration_s=2.0)
@@ -54,7 +54,7 @@ def _config(tmp_path: Path, extra: list[str] | None = None, region: str = "full"
 
 
 def test_standin_output_normalised_to_contract(clip, tmp_path):
-    from harness.media import probe_video
+    from harness.core.media import probe_video
 
     m = SubprocessMethod(config=_config(tmp_path, panels=2))
     assert m.availability() == (True, "")

@@ -11,7 +11,7 @@ import torch
 
 from baselines.wav2lip.audio import HP, mel_windows, melspectrogram
 from baselines.wav2lip.model import Wav2Lip
-from harness.methods import MethodInput, get_method
+from harness.core.methods import MethodInput, get_method
 
 # The official generator (Rudrabha/Wav2Lip models/wav2lip.py, 96x96): 36,298,035 trainable parameters,
 # 352 state-dict entries (weights, biases, BN running stats and num_batches_tracked).
@@ -21,7 +21,7 @@ OFFICIAL_STATE_KEYS = 352
 
 @pytest.fixture(scope="module")
 def clip(data_root: Path):
-    from harness.media import read_audio, read_video
+    from harness.core.media import read_audio, read_video
 
     v = read_video(data_root / "styletalk/video/Obama_clip1.mp4", fps=25.0, max_frames=50)
     a = read_audio(data_root / "styletalk/wav/Obama_clip1.wav", 16000, duration_s=2.0)

@@ -1,4 +1,4 @@
-"""harness.cache: keys change with inputs/params/version; concurrent writers never leave a broken entry."""
+"""harness.core.cache: keys change with inputs/params/version; concurrent writers never leave a broken entry."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cache import Cache, make_key
+from harness.core.cache import Cache, make_key
 
 
 def test_keying(tmp_path: Path) -> None:

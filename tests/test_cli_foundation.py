@@ -36,7 +36,7 @@ def test_splits_fetch_without_url(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_cache_info_and_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("REALTALK_BENCH_CACHE", str(tmp_path / "cache"))
-    from harness.cache import Cache
+    from harness.core.cache import Cache
 
     c = Cache()
     c.put_arrays("faces-a", {"x": np.zeros(3)})

@@ -20,7 +20,7 @@ BASE = {"m": {"c0": 2.0, "c1": 3.0, "c2": 2.5, "c3": 2.8}, "ref": {"c0": 1.0, "c
 @pytest.fixture(autouse=True)
 def _env_once(monkeypatch):
     """finalize records the machine environment (git, versions: seconds); computed once for the module."""
-    import harness.environment as env
+    import harness.core.environment as env
 
     if not hasattr(_env_once, "cached"):
         _env_once.cached = env.environment()

@@ -177,7 +177,7 @@ def test_methods_run_on_the_given_gpu():
 def test_visible_gpus_follow_the_probe(monkeypatch):
     import torch
 
-    from harness.executors import visible_gpus
+    from harness.core.pool import visible_gpus
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
@@ -190,7 +190,7 @@ def test_visible_gpus_follow_the_probe(monkeypatch):
 
 def _placed_after(barrier) -> tuple:
     """Pool task: wait until both workers hold a task (so two processes answer), then report the placement."""
-    from harness.executors import worker_placement
+    from harness.core.pool import worker_placement
 
     barrier.wait(timeout=300)
     return worker_placement()
@@ -201,7 +201,7 @@ def test_process_pool_pins_one_gpu_per_worker(monkeypatch):
 
     import torch
 
-    from harness.executors import process_pool, visible_gpus
+    from harness.core.pool import process_pool, visible_gpus
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")

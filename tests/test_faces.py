@@ -1,4 +1,4 @@
-"""harness.faces on the real clips: detection, tracking, crops/paste, landmarks, caching, loaders."""
+"""harness.core.faces on the real clips: detection, tracking, crops/paste, landmarks, caching, loaders."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,15 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from harness import weights
-from harness.cache import Cache
-from harness.errors import NoFaceError, WeightsMissingError
-from harness.faces.clip import clip_faces, landmarks_on_crops
-from harness.faces.crop import CropTrack, crop_frames, make_crop_track, paste_frames
-from harness.faces.detect import box_iou, get_detector
-from harness.faces.landmarks import get_landmarker
-from harness.faces.track import track_faces
-from harness.media import read_video
+from harness.core import weights
+from harness.core.cache import Cache
+from harness.core.errors import NoFaceError, WeightsMissingError
+from harness.core.faces.clip import clip_faces, landmarks_on_crops
+from harness.core.faces.crop import CropTrack, crop_frames, make_crop_track, paste_frames
+from harness.core.faces.detect import box_iou, get_detector
+from harness.core.faces.landmarks import get_landmarker
+from harness.core.faces.track import track_faces
+from harness.core.media import read_video
 
 STYLETALK = ["Obama_clip1", "Obama_clip2", "Obama_clip3", "andrew_clip_1", "andrew_clip_2",
              "feifeili_clip1", "feifeili_clip2_short", "feifeili_clip3"]
@@ -161,7 +161,7 @@ def test_clip_faces_cached(data_root, tmp_path, hog, dlib_lm, monkeypatch):
     cache = Cache(tmp_path / "cache")
     first = clip_faces(v, hog, dlib_lm, cache=cache)
     assert cache.info()["faces"]["entries"] == 1
-    import harness.faces.clip as clip_mod
+    import harness.core.faces.clip as clip_mod
 
     monkeypatch.setattr(clip_mod, "track_faces", lambda *a, **k: pytest.fail("cache miss"))
     second = clip_faces(v, hog, dlib_lm, cache=cache)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.faces.crop import CropTrack, crop_frames, paste_frames, paste_frames_alpha
-from harness.media import read_video
+from harness.core.faces.crop import CropTrack, crop_frames, paste_frames, paste_frames_alpha
+from harness.core.media import read_video
 
 
 def test_alpha_paste_matches_full_frame_blend(data_root):

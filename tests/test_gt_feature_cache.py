@@ -48,7 +48,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def clip(data_root: Path):
-    from harness.media import audio_frames, read_audio, read_video
+    from harness.core.media import audio_frames, read_audio, read_video
 
     video = read_video(data_root / CLIP, fps=25.0, max_frames=N)
     audio = audio_frames(read_audio(data_root / CLIP), N, 25.0, 16000)
@@ -134,8 +134,8 @@ def capture_stdout(fn) -> str:
 
 def test_one_process_many_outputs(env: Path, clip, capsys: pytest.CaptureFixture[str]) -> None:
     """`metrics --gt GT --gen A B C`: each network loaded once, each ground-truth feature computed once."""
-    from harness.faces.clip import clip_faces
-    from harness.media import read_video_or_frames, write_video
+    from harness.core.faces.clip import clip_faces
+    from harness.core.media import read_video_or_frames, write_video
 
     gt, audio = clip
     gt_path = write_video(env / "gt.mp4", gt.frames, 25.0, audio)
@@ -160,9 +160,9 @@ def test_one_process_many_outputs(env: Path, clip, capsys: pytest.CaptureFixture
 def test_second_run_of_a_split_does_zero_gt_passes(env: Path, data_root: Path, standins, tmp_path: Path) -> None:
     """A run, then a run of a new checkpoint (t_shifted offset 20) and a rerun of the same one into new folders."""
     import test_runner_support as sup
-    from harness.faces.clip import clip_faces
+    from harness.core.faces.clip import clip_faces
     from harness.runner import RunConfig, run_benchmark
-    from harness.splits import load_clip_media, load_split
+    from harness.core.splits import load_clip_media, load_split
 
     n = 8
     split = sup.small_split(tmp_path, data_root, n_frames=n)

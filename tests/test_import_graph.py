@@ -77,5 +77,32 @@ def test_detector_finds_a_circle():
 def test_no_import_circle_in_the_package():
     graph = import_graph()
     assert "realtalk.face_models" in graph and "realtalk.bfm" in graph["realtalk.face_models"]  # the graph is read
-    assert "harness.plugin_sources" in graph["metrics.base"]
+    assert "harness.core.plugin_sources" in graph["metrics.base"]
     assert cycles(graph) == []
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that run against the layers: harness.core is the ground (it imports nothing of the project
+    outside itself); metrics, realtalk, baselines and reports stand on it and never import the rest of
+    harness (the orchestration: runner, evaluate, executors, cli, commands), which imports them."""
+    bad = []
+    for me, deps in graph.items():
+        for dep in sorted(deps):
+            if me.startswith("harness.core") and not dep.startswith("harness.core"):
+                bad.append(f"{me} -> {dep}")
+            elif me.split(".")[0] in ("metrics", "realtalk", "baselines", "reports") \
+                    and dep.startswith("harness") and not dep.startswith("harness.core"):
+                bad.append(f"{me} -> {dep}")
+    return bad
+
+
+def test_layer_rule_catches_a_violation():
+    assert layer_violations({"harness.core.media": {"metrics.base"}, "metrics.fid": {"harness.runner"},
+                             "metrics.lmd": {"harness.core.faces"}, "harness.runner": {"metrics.fid"}}) \
+        == ["harness.core.media -> metrics.base", "metrics.fid -> harness.runner"]
+
+
+def test_imports_follow_the_layers():
+    graph = import_graph()
+    assert "harness.core.weights" in graph["metrics.fid"]  # the graph is read
+    assert layer_violations(graph) == []

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import methods
+from harness.core import methods
 from harness.budgets import load_budgets
 from harness.cli import main
-from harness.errors import BenchError
-from harness.latency import LatencyStage, count_flops, reference_op_ms, time_stage
+from harness.core.errors import BenchError
+from harness.core.latency import LatencyStage, count_flops, reference_op_ms, time_stage
 
 
 class _TinyConvMethod(methods.Method):
@@ -125,14 +125,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _simulate_gpu(monkeypatch, name: str) -> None:
     """A visible GPU called `name` (the device-name probe and the availability probe), on a CPU machine."""
-    import harness.latency as lat
+    import harness.core.latency as lat
 
     monkeypatch.setattr(lat, "cuda_available", lambda: True)
     monkeypatch.setattr(lat, "device_name", lambda device: name if device.startswith("cuda") else "a cpu")
 
 
 def test_device_auto_follows_the_gpu_probe(monkeypatch) -> None:
-    import harness.latency as lat
+    import harness.core.latency as lat
 
     monkeypatch.setattr(lat, "cuda_available", lambda: False)
     assert lat.resolve_device("auto") == "cpu"

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness import methods
+from harness.core import methods
 from harness.budgets import load_budgets
 from harness.cli import main
-from harness.errors import BenchError
-from harness.latency import time_stage
+from harness.core.errors import BenchError
+from harness.core.latency import time_stage
 from realtalk.config import get_config
 from realtalk.latency_stages import build_networks, latency_stages_for_method, realtalk_stages
 

@@ -2,7 +2,7 @@
 
 The real 2DFAN4 weights cannot be had offline. Random FAN(4) weights are saved exactly as face-alignment 1.5
 ships them (a torch.save'd state dict named 2DFAN4-11f355bf06.pth.tar in the torch hub checkpoint folder) and
-go through the real loading code (harness.faces.landmarks.FANLandmarker). The values are meaningless; what
+go through the real loading code (harness.core.faces.landmarks.FANLandmarker). The values are meaningless; what
 is tested is the path: the CLI argument reaches the metric, FAN (not dlib) fits the landmarks, the values are
 finite, and the protocol names backend=fan, the file's own sha256 and its state ('unverified': the table pins
 the official digest, so a random file is accepted only under REALTALK_BENCH_UNVERIFIED_WEIGHTS=1 and says so).
@@ -15,7 +15,7 @@ import math
 import pytest
 
 import test_runner_support as sup
-from harness import weights
+from harness.core import weights
 
 N_FRAMES = 8  # FAN(4) on CPU is ~0.7 s a frame (one thread, flip averaging): a few frames prove the path
 
@@ -33,7 +33,7 @@ def torch_one_thread():
 
 @pytest.fixture
 def random_fan(tmp_path, monkeypatch):
-    """A random FAN(4) state dict at the path harness.weights looks for; returns (path, sha256)."""
+    """A random FAN(4) state dict at the path harness.core.weights looks for; returns (path, sha256)."""
     import torch
     from face_alignment.models import FAN
 
@@ -54,7 +54,7 @@ def random_fan(tmp_path, monkeypatch):
 def test_run_with_lmd_backend_fan(random_fan, data_root, tmp_path, monkeypatch, torch_one_thread):
     """realtalk-bench run ... --metrics lmd --metric-arg lmd.backend=fan on 8 real frames of one clip."""
     from harness.cli import main
-    from harness.faces import landmarks as lm_mod
+    from harness.core.faces import landmarks as lm_mod
 
     calls = {"fan": 0}
     real = lm_mod.FANLandmarker.landmarks

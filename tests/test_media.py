@@ -1,4 +1,4 @@
-"""harness.media on the real clips: decode, VFR resampling by timestamps, audio alignment, write/read, bad input."""
+"""harness.core.media on the real clips: decode, VFR resampling by timestamps, audio alignment, write/read, bad input."""
 from __future__ import annotations
 
 import wave
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import MediaError
-from harness.media import (align_audio, audio_frames, n_output_frames, probe_audio, probe_video, read_audio,
+from harness.core.errors import MediaError
+from harness.core.media import (align_audio, audio_frames, n_output_frames, probe_audio, probe_video, read_audio,
                            read_video, samples_per_frame, write_video)
 
 # frames at 25 fps = round(duration * 25), duration from the stream headers (measured; see splits/demo.yaml)
@@ -195,7 +195,7 @@ def test_frame_folder_reads_real_frames_and_names_a_bad_image(data_root: Path, t
     one-line MediaError naming that file, not a PIL traceback."""
     from PIL import Image
 
-    from harness.media import read_video_or_frames
+    from harness.core.media import read_video_or_frames
 
     src = read_video(data_root / "styletalk/video/Obama_clip1.mp4", max_frames=3).frames
     for i, fr in enumerate(src):

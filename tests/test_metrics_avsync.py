@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.errors import MediaError
-from harness.splits import load_drive_audio, load_split, resolve
+from harness.core.errors import MediaError
+from harness.core.splits import load_drive_audio, load_split, resolve
 from metrics.av_sync import (FEATURES, MAX_OFFSET, NULL_SEED, NULL_SURROGATES, AVSync, av_sync, band_rms, bandpass,
                              chance_peaks, cross_correlation, log_envelope, mouth_features, xcorr_many)
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, get_metric
@@ -35,9 +35,9 @@ def media(data_root):
     """clip_id -> (crops [N,256,256,3] of frames [MARGIN, MARGIN+N), whole 16 kHz audio, entry, harness
     static_frame crops: frame MARGIN held and cut along the ground truth's (moving) crop track, exactly what
     baselines/reference.py's static_frame gives the metrics)."""
-    from harness.faces.clip import clip_faces
-    from harness.faces.crop import crop_frames
-    from harness.media import read_audio, read_video
+    from harness.core.faces.clip import clip_faces
+    from harness.core.faces.crop import crop_frames
+    from harness.core.media import read_audio, read_video
 
     out = {}
     for e in TEST_CLIPS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import weights
+from harness.core import weights
 from harness.cli import main
 
 
@@ -48,7 +48,7 @@ def test_weights_fetch_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_metrics_real_clip_vs_itself(data_root):
-    from harness.media import read_video
+    from harness.core.media import read_video
     from metrics.compute import aligned_crops, compute_pair
 
     v = read_video(data_root / "video-retalking" / "face" / "2.mp4", fps=25.0, max_frames=10)
@@ -66,7 +66,7 @@ def test_metrics_cli_frame_folder(data_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
     from PIL import Image
 
-    from harness.media import read_video
+    from harness.core.media import read_video
 
     v = read_video(data_root / "video-retalking" / "face" / "5.mp4", fps=25.0, max_frames=6)
     for i, f in enumerate(v.frames):

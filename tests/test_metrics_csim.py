@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import weights
+from harness.core import weights
 from metrics.base import ClipInput, get_metric
 
 N = 25
 
 
 def _frames(data_root: Path, name: str, n: int = N, start: int = 0) -> np.ndarray:
-    from harness.media import read_video
+    from harness.core.media import read_video
 
     frames = read_video(data_root / "styletalk" / "video" / f"{name}.mp4", fps=25.0, start=start, max_frames=n).frames
     assert frames.shape == (n, 256, 256, 3)
@@ -102,7 +102,7 @@ def test_no_face_frames_get_no_value(data_root: Path, dlib_csim) -> None:
 
 
 def test_no_face_reference_or_clip_is_an_error(data_root: Path, dlib_csim) -> None:
-    from harness.errors import MediaError, NoFaceError
+    from harness.core.errors import MediaError, NoFaceError
 
     gt = _frames(data_root, "Obama_clip1", n=2)
     flat = np.full((2, 256, 256, 3), 128, np.uint8)

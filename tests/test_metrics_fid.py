@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from _metric_media import styletalk_crops
-from harness import weights
+from harness.core import weights
 from metrics.fid import _FEATURE_MEMO, FID, build_pytorch_fid_inception, inception_features, preprocess
 from metrics.frechet import fid_from_features, frechet_distance, gaussian_stats
 

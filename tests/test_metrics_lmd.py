@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from _metric_media import dlib_landmarks_on_crops, styletalk_crops
-from harness.errors import NoFaceError
+from harness.core.errors import NoFaceError
 from metrics.base import ClipInput, get_metric
 from metrics.lmd import LMD, lmd_frames
 
@@ -128,7 +128,7 @@ def test_config_and_protocol_record_backend_and_protocol():
 
 
 def test_default_landmarker_agrees_with_direct_dlib(data_root, obama):
-    """harness.faces (prior box confirmed by the detector) vs dlib's own detector box: the two landmark
+    """harness.core.faces (prior box confirmed by the detector) vs dlib's own detector box: the two landmark
     sets differ by less than one frame of real lip motion (the smallest signal LMD must resolve)."""
     crops = obama[:21]
     metric = LMD()

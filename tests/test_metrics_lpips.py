@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from _metric_media import styletalk_crops
-from harness import weights
+from harness.core import weights
 from metrics.base import ClipInput
 import metrics.lpips_metric as lm
 

@@ -70,7 +70,7 @@ def test_psnr_value():
 
 
 def test_mismatched_shapes_raise(pair):
-    from harness.errors import MediaError
+    from harness.core.errors import MediaError
 
     gen, gt = pair
     with pytest.raises(MediaError):

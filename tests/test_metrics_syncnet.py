@@ -3,7 +3,7 @@
 The official syncnet_v2.model is absent here, so a randomly initialised network is saved in the official
 format (a torch.save'd state dict with S's parameter names, BatchNorm statistics randomised, no
 num_batches_tracked keys as in the 2017 file) and loaded by both sides through their real loading code.
-Its sha256 differs from the pinned one (harness/weights.py), so the tests opt in explicitly with
+Its sha256 differs from the pinned one (harness/core/weights.py), so the tests opt in explicitly with
 REALTALK_BENCH_UNVERIFIED_WEIGHTS=1 (weights.unverified_allowed): state 'unverified', recorded in the protocol.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 import torch
 from scipy import signal
 
-from harness import weights
-from harness.errors import MediaError, MetricUnavailable, WeightsMissingError
+from harness.core import weights
+from harness.core.errors import MediaError, MetricUnavailable, WeightsMissingError
 
 SEG_START, SEG_FRAMES = 50, 60  # 2.4 s of Obama_clip1 at 25 fps
 FULL_CLIP, FULL_FRAMES = "video-retalking/face/2.mp4", 30  # 844x844 full-resolution frames
@@ -76,7 +76,7 @@ def random_official_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _segment(data_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from harness.media import read_audio, read_video
+    from harness.core.media import read_audio, read_video
 
     frames = read_video(data_root / "styletalk/video/Obama_clip1.mp4", fps=25.0, start=SEG_START,
                         max_frames=SEG_FRAMES).frames
@@ -101,7 +101,7 @@ def test_parity_with_reference_evaluate(data_root: Path, random_official_weights
     its loadParameters(); its forward_lip/forward_aud outputs are recorded and fed to its calc_pdist to get
     the per-offset distances it averages. Our metric gets the same pixels (the JPEGs decoded back, as RGB:
     JPEG is lossy, so both sides must see the decoded images) and the same audio as float32, through
-    harness.weights.require() and our own loader. Equal: per-window per-offset distances, LSE-C, LSE-D, offset.
+    harness.core.weights.require() and our own loader. Equal: per-window per-offset distances, LSE-C, LSE-D, offset.
     Not covered here: the crop (test_crops_equal_reference_formula) and the S3FD detector (we use the harness track).
     """
     from scipy.io import wavfile
@@ -144,8 +144,8 @@ def test_parity_with_reference_evaluate(data_root: Path, random_official_weights
 
 def _full_clip(data_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full-resolution frames, their face track's raw (unsmoothed) boxes and the clip's audio."""
-    from harness.faces.track import track_faces
-    from harness.media import read_audio, read_video
+    from harness.core.faces.track import track_faces
+    from harness.core.media import read_audio, read_video
 
     frames = read_video(data_root / FULL_CLIP, fps=25.0, max_frames=FULL_FRAMES).frames
     audio = read_audio(data_root / FULL_CLIP, 16000, duration_s=FULL_FRAMES / 25.0)
@@ -196,8 +196,8 @@ def test_crops_equal_reference_formula(data_root: Path) -> None:
 
 
 def test_track_face_boxes_prefers_raw_boxes() -> None:
-    from harness.faces.track import FaceTrack
-    from harness.faces.clip import tracked_face_boxes as track_face_boxes
+    from harness.core.faces.track import FaceTrack
+    from harness.core.faces.clip import tracked_face_boxes as track_face_boxes
 
     raw = np.arange(24, dtype=np.float64).reshape(6, 4)
     smooth = raw + 100

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _corpus_media as cm  # noqa: E402
 
 from harness.cli import main  # noqa: E402
-from harness.media import probe_audio, probe_video, read_audio, read_video  # noqa: E402
+from harness.core.media import probe_audio, probe_video, read_audio, read_video  # noqa: E402
 
 N = 30
 
@@ -27,7 +27,7 @@ def src(data_root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def self_scores(path: Path, audio: np.ndarray | None = None) -> tuple[dict, list[str]]:
     """LMD / SSIM of a file against itself through the metrics command's path; and the warnings it gave."""
-    from harness.media import read_video_or_frames
+    from harness.core.media import read_video_or_frames
     from metrics.compute import aligned_pair, compute_pair
 
     with warnings.catch_warnings(record=True) as said:
@@ -72,7 +72,7 @@ def test_hevc_portrait_1080x1920_small_face(src, tmp_path: Path) -> None:
     values, said = self_scores(p)
     assert_identity(values)
     v = read_video(p)
-    from harness.faces.clip import clip_faces
+    from harness.core.faces.clip import clip_faces
 
     faces = clip_faces(v)
     cx = (faces.crop_track.boxes[:, 0] + faces.crop_track.boxes[:, 2]) / 2
@@ -199,7 +199,7 @@ def test_two_faces_largest_tracked_with_a_warning(data_root: Path, src, tmp_path
     values, said = self_scores(p)
     assert_identity(values)
     assert any("2 faces tracked, scoring the largest one" in s and "never cross" in s for s in said), said
-    from harness.faces.clip import clip_faces
+    from harness.core.faces.clip import clip_faces
 
     boxes = clip_faces(read_video(p)).crop_track.boxes
     assert np.all((boxes[:, 0] + boxes[:, 2]) / 2 < 256)  # the big face on the left
@@ -207,7 +207,7 @@ def test_two_faces_largest_tracked_with_a_warning(data_root: Path, src, tmp_path
 
 def test_crossing_frames_are_named() -> None:
     """Where two tracks' boxes overlap is where a tracker can swap them: those frames are listed."""
-    from harness.faces.track import _Track, crossing_frames
+    from harness.core.faces.track import _Track, crossing_frames
 
     a = _Track(list(range(6)), [np.array([0, 0, 100, 100.0])] * 6)
     b = _Track(list(range(6)), [np.array([200 - 30 * t, 0, 260 - 30 * t, 60.0]) for t in range(6)])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.methods as methods_mod
+import harness.core.methods as methods_mod
 import metrics.base as metrics_mod
 from harness.cli import main
 
@@ -24,7 +24,7 @@ METHOD_SRC = '''
 """Demo plugin methods (a package of someone else's)."""
 import numpy as np
 
-from harness.methods import Method
+from harness.core.methods import Method
 
 
 class BlurMethod(Method):
@@ -88,8 +88,8 @@ FILE_PLUGIN_SRC = '''
 import numpy as np
 import torch
 
-from harness.latency import LatencyStage
-from harness.methods import Method, register as register_method
+from harness.core.latency import LatencyStage
+from harness.core.methods import Method, register as register_method
 from metrics.base import ClipResult, Metric, Protocol, register
 
 
@@ -231,7 +231,7 @@ def test_list_commands_show_plugins(installed: Path, tmp_path: Path, monkeypatch
     cwd = tmp_path / "work"
     cwd.mkdir()
     (cwd / "cwd_plugin.py").write_text(textwrap.dedent('''
-        from harness.methods import Method, register
+        from harness.core.methods import Method, register
 
         @register
         class CwdMethod(Method):
@@ -355,7 +355,7 @@ def test_pip_installed_package_registers(tmp_path: Path) -> None:
     src.mkdir(parents=True)
     (src / "__init__.py").write_text("")
     (src / "method.py").write_text(METHOD_SRC.replace("class BlurMethod", "@register\nclass BlurMethod")
-                                   .replace("from harness.methods import Method", "from harness.methods import Method, register"))
+                                   .replace("from harness.core.methods import Method", "from harness.core.methods import Method, register"))
     (src / "metric.py").write_text(METRIC_SRC)
     (tmp_path / "pkg" / "pyproject.toml").write_text(textwrap.dedent("""\
         [build-system]

@@ -64,7 +64,7 @@ def test_gradients_and_history_matters():
 def test_mouth_vertex_loss_with_face_model():
     import pytest
 
-    from harness.errors import WeightsMissingError
+    from harness.core.errors import WeightsMissingError
     from realtalk.face_models import load_default_face_model
 
     try:

@@ -9,7 +9,7 @@ from realtalk.audio_features import get_featurizer
 
 
 def test_logmel_real_speech(data_root) -> None:
-    from harness.media import read_audio
+    from harness.core.media import read_audio
 
     audio = read_audio(data_root / "styletalk/wav/Obama_clip3.wav", 16000, duration_s=4.0)
     f = get_featurizer("logmel")

@@ -15,7 +15,7 @@ def figures(data_root):
     import torch
 
     from harness.demo_figures import evaluate_methods, format_summary, summarize
-    from harness.methods import get_method, load_all
+    from harness.core.methods import get_method, load_all
     from realtalk.demo_checkpoint import SHIPPED, check_shipped
 
     if not SHIPPED.exists():
@@ -52,7 +52,7 @@ def test_demo_model_mouth_opening_follows_ground_truth(figures):
 def test_shipped_checkpoint_pinned_and_records_its_train_commands(tmp_path):
     import torch
 
-    from harness.errors import WeightsMissingError
+    from harness.core.errors import WeightsMissingError
     from realtalk.demo_checkpoint import SHIPPED, check_shipped, demo_checkpoint_path
 
     if not SHIPPED.exists():

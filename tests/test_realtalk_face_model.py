@@ -36,8 +36,8 @@ def test_default_model_shapes_and_gradients() -> None:
 
 def test_beta0_tracks_mouth_opening_on_held_out_clip(data_root) -> None:
     """Obama_clip3 is a demo TEST clip (never in the model). 4 s at 25 fps."""
-    from harness.faces.clip import clip_faces
-    from harness.media import read_video
+    from harness.core.faces.clip import clip_faces
+    from harness.core.media import read_video
     from realtalk.coefficients import clip_coefficients
 
     m = load_default_face_model()

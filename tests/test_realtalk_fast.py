@@ -15,7 +15,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from _numerics import rounding_bound
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from realtalk.a2e import AudioToExpression
 from realtalk.config import get_config
 from realtalk.fast import FastRealTalk

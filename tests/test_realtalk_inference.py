@@ -17,7 +17,7 @@ from realtalk.config import small
 
 @pytest.fixture(scope="module")
 def setup(data_root, tmp_path_factory):
-    from harness.media import read_audio, read_video
+    from harness.core.media import read_audio, read_video
     from realtalk.a2e import AudioToExpression
     from realtalk.audio_features import get_featurizer
     from realtalk.face_models import load_default_face_model
@@ -91,7 +91,7 @@ def test_streaming_and_batched_paths_agree(setup):
 
 
 def test_generate_full_frames(setup, tmp_path):
-    from harness.media import probe_video
+    from harness.core.media import probe_video
 
     pipe, video, audio, _ = setup
     n = 24
@@ -107,7 +107,7 @@ def test_generate_full_frames(setup, tmp_path):
 
 
 def test_method_registry(setup, tmp_path):
-    from harness.methods import MethodInput, get_method
+    from harness.core.methods import MethodInput, get_method
 
     pipe, video, audio, path = setup
     m = get_method("realtalk", checkpoint=path)
@@ -122,7 +122,7 @@ def test_method_registry(setup, tmp_path):
 
 def test_face_track_cache_key_names_the_frame_range(setup, tmp_path, monkeypatch):
     """Frames [10, 20) of a file must not reuse the face track cached for frames [0, 10) of the same file."""
-    from harness.media import read_video
+    from harness.core.media import read_video
 
     monkeypatch.setenv("REALTALK_BENCH_HOME", str(tmp_path / "home"))
     pipe, video, _, _ = setup

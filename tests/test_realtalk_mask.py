@@ -10,7 +10,7 @@ from realtalk.mask import compose, lower_face_mask, naive_lower_half_mask
 
 
 def _real_frame(data_root):
-    from harness.faces.clip import landmarks_on_crops
+    from harness.core.faces.clip import landmarks_on_crops
 
     img = cv2.cvtColor(cv2.imread(str(data_root / "styletalk/image/Obama_clip1.png")), cv2.COLOR_BGR2RGB)
     lm = landmarks_on_crops(img[None])

@@ -12,7 +12,7 @@ from realtalk.config import small
 
 @pytest.fixture(scope="module")
 def real(data_root):
-    from harness.splits import load_split
+    from harness.core.splits import load_split
     from realtalk.audio_features import get_featurizer
     from realtalk.data import load_clip_data
     from realtalk.face_models import load_default_face_model
@@ -123,7 +123,7 @@ def test_cli_parser_has_train():
 
 def test_split_data_in_worker_processes_equals_serial(data_root):
     """The demo checkpoint loads its clips in a process pool: same clips, same order, same arrays."""
-    from harness.executors import process_pool
+    from harness.core.pool import process_pool
     from realtalk.audio_features import get_featurizer
     from realtalk.data import load_split_data
     from realtalk.face_models import load_default_face_model

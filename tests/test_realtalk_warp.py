@@ -25,8 +25,8 @@ def test_warp_to_target_expression_on_real_clip(data_root):
     """dlib (the LMD metric's landmarker) on the first crop warped to the frame whose mouth differs most:
     its mouth shape is nearer that frame's than the unwarped first crop's is."""
     from harness.demo_figures import mouth_opening
-    from harness.faces.clip import clip_faces, landmarks_on_crops
-    from harness.media import read_video
+    from harness.core.faces.clip import clip_faces, landmarks_on_crops
+    from harness.core.media import read_video
     from realtalk.coefficients import clip_coefficients
     from realtalk.data import to_image
     from realtalk.face_models import load_default_face_model

@@ -279,10 +279,10 @@ def test_label_band_below_frame_not_in_grid_crops(data_root: Path, tmp_path: Pat
     import cv2
     import numpy as np
 
-    from harness.evaluate import LABEL_BAND, label_band_rows, label_frames
-    from harness.faces.clip import clip_faces
-    from harness.faces.crop import crop_frames
-    from harness.media import read_video, write_video
+    from harness.core.labels import LABEL_BAND, label_band_rows, label_frames
+    from harness.core.faces.clip import clip_faces
+    from harness.core.faces.crop import crop_frames
+    from harness.core.media import read_video, write_video
     from reports.grids import CAPTION_H, comparison_grid
 
     src = read_video(data_root / "styletalk" / "video" / "feifeili_clip3.mp4", fps=25.0, max_frames=10)

@@ -10,7 +10,7 @@ import pytest
 
 import test_runner_support as sup
 from harness.compare import bootstrap_ci
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from harness.runner import RunConfig, parse_method_args, run_benchmark
 
 METRICS = ["t_absdiff", "t_motion", "t_split"]

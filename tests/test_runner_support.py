@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.methods import REGISTRY as METHODS, Method, MethodInput
+from harness.core.methods import REGISTRY as METHODS, Method, MethodInput
 from metrics.base import REGISTRY as METRICS, ClipInput, ClipResult, Metric, Protocol
 
 

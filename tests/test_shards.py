@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import test_runner_support as sup
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from harness.shards import parse_shard, shard_clips
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.errors import ManifestError, MediaError
-from harness.splits import ClipEntry, list_splits, load_clip_media, load_drive_audio, load_split, materialize
-from harness.splits.verify import verify_split
+from harness.core.errors import ManifestError, MediaError
+from harness.core.splits import ClipEntry, list_splits, load_clip_media, load_drive_audio, load_split, materialize
+from harness.core.splits.verify import verify_split
 
 
 def test_shipped_splits() -> None:
@@ -180,8 +180,8 @@ def test_voxceleb_run_resolves_the_same_clips_as_show(data_root: Path, tmp_path:
 
 
 def test_mead_defaults_to_reconstruction() -> None:
-    from harness.methods import SETTINGS
-    from harness.splits import settings_for
+    from harness.core.methods import SETTINGS
+    from harness.core.splits import settings_for
 
     mead = load_split("mead-test")
     assert settings_for(mead, mead.clips, None, SETTINGS) == (

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cache import file_digest
+from harness.core.cache import file_digest
 from harness.cli import main
-from harness.splits import load_split
-from harness.splits.make import rotate_pairs, sanitize_id, unique_ids
-from harness.splits.verify import verify_split
+from harness.core.splits import load_split
+from harness.core.splits.make import rotate_pairs, sanitize_id, unique_ids
+from harness.core.splits.verify import verify_split
 
 VR = "video-retalking/face"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import weights
-from harness.errors import WeightsMissingError
+from harness.core import weights
+from harness.core.errors import WeightsMissingError
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 

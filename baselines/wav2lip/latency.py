@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from harness.errors import BenchError
-from harness.latency import LatencyStage, count_flops
+from harness.core.errors import BenchError
+from harness.core.latency import LatencyStage, count_flops
 from realtalk.fast import CudaGraphRunner, autocast, compile_module, guard_compiled
 
 IMG_SIZE = 96

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from harness import weights
-from harness.errors import WeightsMissingError
-from harness.methods import Method, MethodInput, register
+from harness.core import weights
+from harness.core.errors import WeightsMissingError
+from harness.core.methods import Method, MethodInput, register
 
 from baselines.wav2lip.audio import HP, mel_windows
 
@@ -108,7 +108,7 @@ class Wav2LipMethod(Method):
     # -- inference --------------------------------------------------------------------------------------
     def face_boxes(self, frames: np.ndarray, name: str | Path | None = None) -> np.ndarray:
         """[T,4] int padded boxes (x1,y1,x2,y2) from the harness face track."""
-        from harness.faces.track import track_faces
+        from harness.core.faces.track import track_faces
 
         track = track_faces(frames, self.detector, name=name)
         return padded_boxes(track.boxes, frames.shape[1:3], self.pads)
@@ -131,7 +131,7 @@ class Wav2LipMethod(Method):
     def generate(self, inp: MethodInput) -> np.ndarray:
         import cv2
 
-        from harness.media import audio_frames
+        from harness.core.media import audio_frames
 
         if inp.sample_rate != HP.sample_rate:
             raise ValueError(f"wav2lip needs {HP.sample_rate} Hz audio, got {inp.sample_rate}")

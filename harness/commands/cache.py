@@ -36,7 +36,7 @@ def _info(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.cache import Cache
+    from harness.core.cache import Cache
 
     cache = Cache()
     info = cache.info()
@@ -58,7 +58,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
-    from harness.cache import Cache
+    from harness.core.cache import Cache
 
     cache = Cache()
     if args.kind and ("/" in args.kind or "\\" in args.kind or args.kind.startswith(".")):

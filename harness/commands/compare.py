@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Input errors exit 2 here (the CLI maps other commands' BenchError to 1)."""
-    from harness.errors import BenchError
+    from harness.core.errors import BenchError
 
     try:
         return _run(args)
@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.compare import Tolerance, compare_runs, load_tolerances, render, to_markdown
-    from harness.errors import BenchError
+    from harness.core.errors import BenchError
     from harness.store import atomic_write_json
 
     if args.strict_protocols:
@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         import json
 
-        from harness.fsutil import atomic_write_text
+        from harness.core.fsutil import atomic_write_text
 
         text = {"markdown": to_markdown, "json": lambda c: json.dumps(c.to_dict(), indent=2, default=str) + "\n",
                 "table": _plain_table}[args.format](cmp)

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_methods(console: Any) -> tuple[list[str], dict[str, dict[str, Any]], list[str]]:
     """(methods to run, their arguments, notes on stages not built / skipped)."""
-    from harness.methods import REGISTRY, load_all
+    from harness.core.methods import REGISTRY, load_all
 
     notes: list[str] = []
     try:
@@ -62,7 +62,7 @@ def plan_methods(console: Any) -> tuple[list[str], dict[str, dict[str, Any]], li
             methods.append(name)
         else:
             notes.append(f"{name}: baseline not built yet — skipped")
-    from harness import weights
+    from harness.core import weights
 
     if "wav2lip" in REGISTRY:
         if "wav2lip" in weights.REGISTRY and weights.available("wav2lip"):

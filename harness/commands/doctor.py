@@ -68,7 +68,7 @@ def baseline_rows() -> list[tuple[str, str, str]]:
     """(item, state, detail) per registered method: available / missing and why (repository, python, model
     files, programs such as ffmpeg), with the repository's path and commit for subprocess baselines.
     A method that cannot even be constructed without arguments is shown as such, never skipped."""
-    from harness import methods
+    from harness.core import methods
 
     rows: list[tuple[str, str, str]] = []
     try:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(*row)
 
     try:
-        from harness import weights
+        from harness.core import weights
 
         for key, w in weights.REGISTRY.items():
             try:
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(f"backend:{name}", "[green]ok[/green]" if ok else "[yellow]missing[/yellow]", f"{detail}  ({purpose})")
 
     try:
-        from harness.paths import cache_dir, data_root, home
+        from harness.core.paths import cache_dir, data_root, home
 
         root = data_root(args.root)
         found = (root / "README.md").exists()

@@ -12,11 +12,11 @@ import numpy as np
 
 def build_from_split(split_name: str = "demo", root: str | None = None, max_frames: int = 250,
                      n_id: int = 8, n_exp: int = 12, out: str | Path | None = None, log=print) -> Path:
-    """Landmark tracks of the train clips (harness.faces.clip_faces, cached) -> model -> out (.npz)."""
-    from harness.faces.clip import clip_faces
-    from harness.media import read_video
-    from harness.paths import data_root
-    from harness.splits import load_split
+    """Landmark tracks of the train clips (harness.core.faces.clip_faces, cached) -> model -> out (.npz)."""
+    from harness.core.faces.clip import clip_faces
+    from harness.core.media import read_video
+    from harness.core.paths import data_root
+    from harness.core.splits import load_split
     from realtalk.landmark_face_model import ASSET, build_landmark_face_model
 
     split = load_split(split_name)
@@ -31,7 +31,7 @@ def build_from_split(split_name: str = "demo", root: str | None = None, max_fram
         log(f"{c.clip_id}: {len(video.frames)} frames, landmarks on {np.isfinite(tracks[c.clip_id]).all((1, 2)).mean():.0%}")
     model, report = build_landmark_face_model(tracks, n_id=n_id, n_exp=n_exp, metadata={
         "split": split_name, "role": "train", "fps": 25.0, "max_frames_per_clip": max_frames,
-        "landmarker": "dlib 68 (harness.faces.clip_faces, dlib_hog detector)",
+        "landmarker": "dlib 68 (harness.core.faces.clip_faces, dlib_hog detector)",
         "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": f"realtalk-bench face-model build --split {split_name} --max-frames {max_frames}",
     })

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 from harness.plugins import add_plugin_argument, load_plugins
 
 EXIT_OK, EXIT_OVER_BUDGET, EXIT_INPUT, EXIT_UNKNOWN_DEVICE = 0, 1, 2, 3
@@ -56,8 +56,8 @@ def parse_method_args(items: list[str]) -> dict[str, Any]:
 
 def measure(method_name: str, method_kwargs: dict[str, Any], stage: str, **opts: Any) -> list[dict[str, Any]]:
     """Time the method's stages (all, or the one named) and return result dicts."""
-    from harness.latency import time_stage
-    from harness.methods import get_method
+    from harness.core.latency import time_stage
+    from harness.core.methods import get_method
 
     method = get_method(method_name, **method_kwargs)
     stages = method.latency_stages(
@@ -95,7 +95,7 @@ def print_table(results: list[dict[str, Any]], title: str = "latency") -> None:
 
 def add_to_run(run_dir: Path, results: list[dict[str, Any]]) -> None:
     """Merge results into runs/ID/latency.json and summary.json['latency'] (atomic replace)."""
-    from harness.fsutil import atomic_write_json
+    from harness.core.fsutil import atomic_write_json
 
     lat_path = run_dir / "latency.json"
     current: dict[str, Any] = json.loads(lat_path.read_text()) if lat_path.exists() else {}
@@ -111,7 +111,7 @@ def add_to_run(run_dir: Path, results: list[dict[str, Any]]) -> None:
 
 def check_budgets(path: Path, args: argparse.Namespace) -> int:
     from harness.budgets import load_budgets
-    from harness.latency import device_name, reference_op_ms
+    from harness.core.latency import device_name, reference_op_ms
 
     budgets = load_budgets(path)
     name = device_name(args.device)
@@ -129,7 +129,7 @@ def check_budgets(path: Path, args: argparse.Namespace) -> int:
             return 0
         print(f"error: {problem}; nothing checked (exit 3; --allow-unknown-device to pass)", file=sys.stderr)
         return EXIT_UNKNOWN_DEVICE
-    print(f"device class {cls!r} ({args.device}: {name}); reference op: conv block (harness.latency.reference_op_ms), "
+    print(f"device class {cls!r} ({args.device}: {name}); reference op: conv block (harness.core.latency.reference_op_ms), "
           f"timed just before and after each stage")
     ref_all: list[float] = []
     failed = 0
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.latency import cuda_available, resolve_device
+    from harness.core.latency import cuda_available, resolve_device
 
     load_plugins(args.plugin)
     args.device = resolve_device(args.device)

@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.errors import BenchError
+    from harness.core.errors import BenchError
     from harness.plugins import load_plugins
 
     load_plugins(args.plugin)
@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         if len(args.gen) > 1:
             return max(_run(argparse.Namespace(**{**vars(args), "gen": g})) for g in args.gen)
         args.gen = args.gen[0]
-    from harness.media import read_audio, read_video_or_frames
+    from harness.core.media import read_audio, read_video_or_frames
     from metrics.compute import aligned_pair, compute_pair, fit_audio
 
     gt = read_video_or_frames(args.gt, args.fps, args.max_frames)

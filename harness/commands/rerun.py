@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def _check_manifest(run_dir: Path, cfg: Any, console: Any) -> Any:
     """Use the stored manifest path when the stored split name no longer resolves from here, and warn
     when the manifest's bytes changed since the run (its sha256 is in the summary)."""
     from harness.runner import _say, manifest_sha256
-    from harness.splits import load_split
+    from harness.core.splits import load_split
 
     try:
         summary = json.loads((run_dir / "summary.json").read_text())

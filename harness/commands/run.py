@@ -22,7 +22,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     one left out (which a --config file may then set); RunConfig holds the real defaults."""
     p.add_argument("--config", default=None, metavar="RUN.yaml",
                    help="a YAML file of run options (same names as these flags); flags given here override it")
-    p.add_argument("--split", help="split name (harness/splits/NAME.yaml) or manifest path (required)")
+    p.add_argument("--split", help="split name (harness/core/splits/NAME.yaml) or manifest path (required)")
     p.add_argument("--root", help="data root (default: $REALTALK_BENCH_DATA or ../shared/data)")
     p.add_argument("--methods", type=_csv, help="comma-separated method names (required)")
     p.add_argument("--settings", type=_csv,

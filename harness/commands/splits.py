@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from harness.splits.prepare import PrepareRow
+    from harness.core.splits.prepare import PrepareRow
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +63,7 @@ def _add_make(sub: argparse._SubParsersAction) -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from harness.splits.make import make_split, write_manifest
+    from harness.core.splits.make import make_split, write_manifest
 
     made = make_split(args.name, args.from_folder, args.audio_dir, args.cross_audio, args.seed, args.role,
                       args.root, progress=not args.no_progress)
@@ -86,7 +86,7 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from harness.splits import list_splits, load_split
+    from harness.core.splits import list_splits, load_split
 
     t = Table(title="splits")
     for col in ("name", "clips", "train", "test", "description"):
@@ -100,8 +100,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from harness.errors import ManifestError
-    from harness.splits import load_split, materialize
+    from harness.core.errors import ManifestError
+    from harness.core.splits import load_split, materialize
 
     s = load_split(args.name)
     con = Console()
@@ -133,9 +133,9 @@ def _table(rows, title: str) -> Table:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from harness.paths import data_root
-    from harness.splits import load_split
-    from harness.splits.verify import verify_split
+    from harness.core.paths import data_root
+    from harness.core.splits import load_split
+    from harness.core.splits.verify import verify_split
 
     s = load_split(args.name)
     rows = verify_split(s, args.root, hash_files=not args.no_hash)
@@ -147,8 +147,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from harness.splits import load_split
-    from harness.splits.verify import fetch_split
+    from harness.core.splits import load_split
+    from harness.core.splits.verify import fetch_split
 
     s = load_split(args.name)
     rows = fetch_split(s, args.root)
@@ -181,11 +181,11 @@ def _prepare(args: argparse.Namespace) -> int:
     """Exit 1 when any clip failed, after every clip was tried and the table (and JSON) written."""
     import time
 
-    from harness.errors import BenchError
-    from harness.fsutil import atomic_write_json
-    from harness.paths import data_root
-    from harness.splits import load_split, materialize
-    from harness.splits.prepare import FPS, SAMPLE_RATE, prepare_split, select_clips, totals
+    from harness.core.errors import BenchError
+    from harness.core.fsutil import atomic_write_json
+    from harness.core.paths import data_root
+    from harness.core.splits import load_split, materialize
+    from harness.core.splits.prepare import FPS, SAMPLE_RATE, prepare_split, select_clips, totals
 
     if args.max_frames is not None and args.max_frames < 1:
         raise BenchError(f"--max-frames must be >= 1, got {args.max_frames}")

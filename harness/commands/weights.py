@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> None:
 
 def status_rows() -> list[dict[str, str]]:
     """One row per registry entry (what `status` prints)."""
-    from harness import weights
+    from harness.core import weights
 
     rows = []
     for key, w in weights.REGISTRY.items():
@@ -39,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness import weights
-    from harness.errors import BenchError, WeightsMissingError
+    from harness.core import weights
+    from harness.core.errors import BenchError, WeightsMissingError
 
     console = Console()
     action = args.weights_command or "status"
     if action == "status":
-        table = Table(title="model files (harness/weights.py)")
+        table = Table(title="model files (harness/core/weights.py)")
         for col in ("key", "purpose", "file", "state", "pin", "path", "sha256", "size", "license", "url", "sha256 source"):
             table.add_column(col, overflow="fold")
         colour = {"found": "green", "missing": "yellow", "bad checksum": "red", "unverified": "red",

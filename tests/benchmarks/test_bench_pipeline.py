@@ -33,7 +33,7 @@ NAMES = ["fid", "csim", "lmd", "ssim", "psnr"]
 def _dump_png(video_path: Path, folder: Path) -> Path:
     from PIL import Image
 
-    from harness.media import read_video
+    from harness.core.media import read_video
 
     folder.mkdir(parents=True)
     for i, f in enumerate(read_video(video_path, fps=25.0, max_frames=FRAMES).frames):
@@ -43,9 +43,9 @@ def _dump_png(video_path: Path, folder: Path) -> Path:
 
 def recipe(gt_path: Path, gen_paths: list[Path], work: Path) -> list[dict[str, dict[str, float]]]:
     """Per version, from scratch: dump -> crop -> LMD / FID / CSIM / SSIM / PSNR scripts (nothing shared)."""
-    from harness.faces.clip import clip_faces, tracked_face_boxes
-    from harness.faces.crop import crop_frames
-    from harness.media import read_video_or_frames
+    from harness.core.faces.clip import clip_faces, tracked_face_boxes
+    from harness.core.faces.crop import crop_frames
+    from harness.core.media import read_video_or_frames
     from metrics.compute import compute_pair
 
     out = []
@@ -63,7 +63,7 @@ def recipe(gt_path: Path, gen_paths: list[Path], work: Path) -> list[dict[str, d
 
 def harness_run(gt_path: Path, gen_paths: list[Path]) -> list[dict[str, dict[str, float]]]:
     """What `realtalk-bench metrics --gt GT --gen A B C` does, in this process."""
-    from harness.media import read_video_or_frames
+    from harness.core.media import read_video_or_frames
     from metrics.compute import aligned_pair, compute_pair
 
     out = []
@@ -79,7 +79,7 @@ def harness_run(gt_path: Path, gen_paths: list[Path]) -> list[dict[str, dict[str
 def test_pipeline_recipe_vs_harness(benchmark, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
-    from harness.media import read_video, write_video
+    from harness.core.media import read_video, write_video
 
     monkeypatch.setenv("REALTALK_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("REALTALK_BENCH_NO_CACHE", raising=False)

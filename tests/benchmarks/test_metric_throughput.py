@@ -9,7 +9,7 @@ from metrics.base import ClipInput
 
 @pytest.fixture(scope="module")
 def clip(data_root):
-    from harness.media import read_video
+    from harness.core.media import read_video
 
     gt = read_video(data_root / "styletalk" / "video" / "Obama_clip1.mp4", fps=25.0, max_frames=8).frames
     return ClipInput("bench", generated=gt[::-1].copy(), ground_truth=gt)

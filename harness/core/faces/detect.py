@@ -13,8 +13,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from harness import weights
-from harness.errors import MediaError
+from harness.core import weights
+from harness.core.errors import MediaError
 
 EMPTY = np.zeros((0, 5), dtype=np.float32)
 

@@ -1,6 +1,6 @@
-"""Evaluation splits: YAML manifests in this folder (harness/splits/<name>.yaml) and their loader.
+"""Evaluation splits: YAML manifests in this folder (harness/core/splits/<name>.yaml) and their loader.
 
-A manifest names clips by paths relative to a data root (harness.paths.data_root: --root, else
+A manifest names clips by paths relative to a data root (harness.core.paths.data_root: --root, else
 $REALTALK_BENCH_DATA, else ../shared/data), pins every file (sha256, duration, fps, source URL at a fixed
 commit) where known, and states the rule that picked its clips, so a split is reproducible and checkable.
 
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness.errors import ManifestError
-from harness.media import Video, align_audio, read_audio, read_video
+from harness.core.errors import ManifestError
+from harness.core.media import Video, align_audio, read_audio, read_video
 
 SPLITS_DIR = Path(__file__).resolve().parent
 ROLES = ("train", "test")
@@ -127,7 +127,7 @@ def _clip(d: dict[str, Any], files: dict[str, dict[str, Any]], path: Path) -> Cl
 
 
 def load_split(name: str | os.PathLike) -> Split:
-    """Load a manifest by name (harness/splits/<name>.yaml) or by path to a .yaml file."""
+    """Load a manifest by name (harness/core/splits/<name>.yaml) or by path to a .yaml file."""
     path = _manifest_path(name)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -228,7 +228,7 @@ def settings_for(split: Split, clips: list[ClipEntry], requested: list[str] | No
 
 
 def resolve(root: str | os.PathLike | None, rel: str) -> Path:
-    from harness.paths import data_root
+    from harness.core.paths import data_root
 
     return data_root(root) / rel
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from harness.errors import MediaError
+from harness.core.errors import MediaError
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 AUDIO_EXTS = (".wav", ".mp3", ".m4a", ".flac", ".aac", ".ogg")

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.fsutil import atomic_write_bytes
-from harness.paths import cache_dir
+from harness.core.fsutil import atomic_write_bytes
+from harness.core.paths import cache_dir
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from harness import weights
-from harness.errors import WeightsMissingError
+from harness.core import weights
+from harness.core.errors import WeightsMissingError
 
 
 class LandmarkDetector(ABC):

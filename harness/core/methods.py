@@ -63,7 +63,7 @@ class Method(ABC):
         self, *, device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
         cuda_graphs: bool = False,
     ) -> list[Any]:
-        """Timed regions (harness.latency.LatencyStage) for `realtalk-bench latency`. In-process methods
+        """Timed regions (harness.core.latency.LatencyStage) for `realtalk-bench latency`. In-process methods
         override this; subprocess methods are timed by wall time per frame of their command in a run."""
         raise NotImplementedError(f"method {self.name!r} has no in-process latency stages")
 
@@ -88,7 +88,7 @@ METHOD_MODULES: list[str] = [
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: adds a method to the one registry under cls.name."""
-    from harness.plugin_sources import origin_of
+    from harness.core.plugin_sources import origin_of
 
     if cls.name in REGISTRY:
         raise ValueError(f"method {cls.name!r} registered twice ({ORIGINS.get(cls.name)} and {origin_of(cls)})")
@@ -105,7 +105,7 @@ def load_all() -> dict[str, Callable[..., Method]]:
     for mod in METHOD_MODULES:
         importlib.import_module(mod)
     if not _entry_points_loaded:
-        from harness.plugin_sources import load_entry_points
+        from harness.core.plugin_sources import load_entry_points
 
         load_entry_points(ENTRY_POINT_GROUP, REGISTRY, register, Method)
         _entry_points_loaded = True  # after success: a broken plugin fails every call, not only the first

@@ -1,6 +1,6 @@
 """Make a split manifest from a folder of the user's own videos (`realtalk-bench splits make`).
 
-Every file is measured here (sha256, duration and average fps with harness.media), so the manifest pins
+Every file is measured here (sha256, duration and average fps with harness.core.media), so the manifest pins
 exactly the files it was made from and `splits verify` can tell when one changes. Paths are written
 absolute (or relative to --root when the files lie under it), so the manifest works from any directory.
 """
@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness.cache import file_digest
-from harness.errors import BenchError, ManifestError
-from harness.media import probe_audio, probe_video
-from harness.splits.verify import VIDEO_SUFFIXES
+from harness.core.cache import file_digest
+from harness.core.errors import BenchError, ManifestError
+from harness.core.media import probe_audio, probe_video
+from harness.core.splits.verify import VIDEO_SUFFIXES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg")
 CROSS_AUDIO = ("rotate", "none")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-AUDIO_SHORT_S = 0.1  # harness.media.align_audio zero-pads up to this much; more fails the clip at run time
+AUDIO_SHORT_S = 0.1  # harness.core.media.align_audio zero-pads up to this much; more fails the clip at run time
 
 
 @dataclass
@@ -136,7 +136,7 @@ def _measure_audio(path: Path) -> dict[str, Any]:
 def make_split(name: str, folder: str | os.PathLike, audio_dir: str | os.PathLike | None = None,
                cross_audio: str = "rotate", seed: int = 0, role: str = "test",
                root: str | os.PathLike | None = None, progress: bool = True) -> MadeSplit:
-    """Measure every video under folder (and its speech) and build the manifest (schema: harness.splits)."""
+    """Measure every video under folder (and its speech) and build the manifest (schema: harness.core.splits)."""
     from tqdm import tqdm
 
     if not NAME_RE.match(name):
@@ -220,15 +220,15 @@ def selection_rule(folder: Path, audio_dir: Path | None, cross_audio: str, seed:
 
 def write_manifest(made: MadeSplit, out: str | os.PathLike, force: bool = False) -> Path:
     """Write the YAML atomically and load it back through load_split (a manifest `run` cannot read is a bug)."""
-    from harness.fsutil import atomic_write_text
-    from harness.splits import load_split
+    from harness.core.fsutil import atomic_write_text
+    from harness.core.splits import load_split
 
     path = Path(out).expanduser()
     if path.suffix not in (".yaml", ".yml"):
         raise BenchError(f"--out {out}: the manifest file must end in .yaml")
     if path.exists() and not force:
         raise ManifestError("exists; pass --force to overwrite", path)
-    header = "# Made by `realtalk-bench splits make`; sha256, duration and fps measured with harness.media.\n"
+    header = "# Made by `realtalk-bench splits make`; sha256, duration and fps measured with harness.core.media.\n"
     atomic_write_text(path, header + yaml.safe_dump(made.doc, sort_keys=False, allow_unicode=True, width=120))
     load_split(path)
     return path

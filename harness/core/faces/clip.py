@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.cache import Cache, default_cache, make_key
-from harness.faces.crop import (DEFAULT_SCALE, DEFAULT_SHIFT_Y, DEFAULT_SIZE, CropTrack, crop_frames,
+from harness.core.cache import Cache, default_cache, make_key
+from harness.core.faces.crop import (DEFAULT_SCALE, DEFAULT_SHIFT_Y, DEFAULT_SIZE, CropTrack, crop_frames,
                                 make_crop_track)
-from harness.faces.detect import FaceDetector, box_iou, get_detector
-from harness.faces.landmarks import LandmarkDetector, get_landmarker
-from harness.faces.track import FaceTrack, track_faces
+from harness.core.faces.detect import FaceDetector, box_iou, get_detector
+from harness.core.faces.landmarks import LandmarkDetector, get_landmarker
+from harness.core.faces.track import FaceTrack, track_faces
 
 CODE_VERSION = "faces-1"
 MAX_UPSCALE = 2.0  # crops upscaled more than this from the frame get a warning (a small face in a big frame)
@@ -66,7 +66,7 @@ def clip_faces(
     fixed_side: bool = True,
     pad: str = "edge",
 ) -> ClipFaces:
-    """Track the subject's face in a harness.media.Video, cut stable crops, fit landmarks on the crops.
+    """Track the subject's face in a harness.core.media.Video, cut stable crops, fit landmarks on the crops.
     cache: True = the default cache, False/None = no caching, or a Cache. Raises NoFaceError."""
     det = get_detector(detector) if isinstance(detector, str) else detector
     lm = get_landmarker(landmarker) if isinstance(landmarker, str) else landmarker
@@ -133,7 +133,7 @@ def _warn_missed(track: FaceTrack, every: int, path: Any) -> None:
     """Say which frames had no face (gaps up to max_gap are interpolated, longer ones raised NoFaceError)."""
     import warnings
 
-    from harness.faces.track import frame_ranges
+    from harness.core.faces.track import frame_ranges
 
     miss = missed_frames(track, every)
     if len(miss):

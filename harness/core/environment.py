@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from harness.paths import PROJECT_ROOT
+from harness.core.paths import PROJECT_ROOT
 
 # Distributions whose versions can change a number; absent ones are reported as null.
 PACKAGES: tuple[str, ...] = (
@@ -90,7 +90,7 @@ def gpu() -> str | None:
 
 def weights_checksums(keys: list[str] | None = None) -> dict[str, str | None]:
     """sha256 of every model file in the weights table that is present here (absent: not listed)."""
-    from harness import weights
+    from harness.core import weights
 
     out: dict[str, str | None] = {}
     for key in keys if keys is not None else sorted(weights.REGISTRY):

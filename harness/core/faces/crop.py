@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from harness.faces.track import FaceTrack
+from harness.core.faces.track import FaceTrack
 
 DEFAULT_SIZE = 256
 DEFAULT_SCALE = 1.85  # crop side / sqrt(face box area); see module docstring

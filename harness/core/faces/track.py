@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 from scipy.signal import medfilt
 
-from harness.errors import NoFaceError
-from harness.faces.detect import FaceDetector, box_iou, get_detector
+from harness.core.errors import NoFaceError
+from harness.core.faces.detect import FaceDetector, box_iou, get_detector
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Where registered methods and metrics come from: entry points of installed packages and the plugin being
-loaded now. The registries (harness/methods.py, metrics/base.py) use this module; it imports neither of
+loaded now. The registries (harness/core/methods.py, metrics/base.py) use this module; it imports neither of
 them, so the imports run one way (registries -> plugin_sources; harness/plugins.py -> both).
 """
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Callable
 
-from harness.errors import BenchError
+from harness.core.errors import BenchError
 
 
 class PluginError(BenchError):

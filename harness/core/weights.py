@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.errors import WeightsMissingError
-from harness.fsutil import atomic_write_json
-from harness.paths import home, torch_hub_checkpoints, weights_dir
+from harness.core.errors import WeightsMissingError
+from harness.core.fsutil import atomic_write_json
+from harness.core.paths import home, torch_hub_checkpoints, weights_dir
 
 
 def _package_dir(module: str) -> Path | None:

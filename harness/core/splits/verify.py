@@ -5,11 +5,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import file_digest
-from harness.errors import BenchError, ManifestError
-from harness.media import probe_audio, probe_video
-from harness.paths import data_root
-from harness.splits import Split
+from harness.core.cache import file_digest
+from harness.core.errors import BenchError, ManifestError
+from harness.core.media import probe_audio, probe_video
+from harness.core.paths import data_root
+from harness.core.splits import Split
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 
@@ -53,7 +53,7 @@ def check_file(root: Path, rel: str, pins: dict, tol: dict[str, float], hash_fil
 
 def verify_split(split: Split, root: str | os.PathLike | None = None, hash_files: bool = True) -> list[FileCheck]:
     """One FileCheck per file the split uses."""
-    from harness.splits import materialize
+    from harness.core.splits import materialize
 
     base = data_root(root)
     if split.pending and not split.clips:

@@ -11,9 +11,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from harness.cache import Cache, default_cache
-from harness.errors import BenchError, ManifestError
-from harness.splits import ClipEntry, Split, resolve
+from harness.core.cache import Cache, default_cache
+from harness.core.errors import BenchError, ManifestError
+from harness.core.splits import ClipEntry, Split, resolve
 
 FPS = 25.0
 SAMPLE_RATE = 16000
@@ -69,8 +69,8 @@ def select_clips(split: Split, names: Iterable[str] | None = None) -> list[ClipE
 def prepare_clip(entry: ClipEntry, root: str | os.PathLike | None, max_frames: int | None = None,
                  cache: _HitCache | None = None) -> PrepareRow:
     """Decode one clip and run the cached face pipeline on it; errors land in the row, not raised."""
-    from harness.faces.clip import clip_faces
-    from harness.media import read_audio, read_video
+    from harness.core.faces.clip import clip_faces
+    from harness.core.media import read_audio, read_video
 
     row = PrepareRow(clip_id=entry.clip_id, role=entry.role)
     cache = cache if cache is not None else _default_hit_cache()
