@@ -12,7 +12,7 @@ feathered alpha as realtalk.inference. A learned renderer has to beat it to show
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -24,6 +24,25 @@ def _fit_length(frames: np.ndarray, n: int) -> np.ndarray:
     if len(frames) >= n:
         return frames[:n]
     return np.concatenate([frames, np.repeat(frames[-1:], n - len(frames), axis=0)])
+
+
+def _chunks_of_length(frames: Any, n: int, size: int) -> Iterator[np.ndarray]:
+    """_fit_length(frames, n) in chunks of at most `size`; frames may decode in chunks (StreamedFrames)."""
+    chunks = frames.chunks() if hasattr(frames, "chunks") else (frames[i:i + size] for i in range(0, len(frames), size))
+    got, last = 0, None
+    for chunk in chunks:
+        for i in range(0, len(chunk), size):
+            part = np.asarray(chunk[i:i + size])[: n - got]
+            if len(part):
+                last = part[-1:]
+                got += len(part)
+                yield part.copy()
+        if got >= n:
+            return
+    while got < n and last is not None:
+        k = min(size, n - got)
+        got += k
+        yield np.repeat(last, k, axis=0)
 
 
 @register
@@ -45,6 +64,10 @@ class GroundTruth(Method):
     def generate(self, inp: MethodInput) -> np.ndarray:
         return _fit_length(np.asarray(inp.source_frames), int(inp.n_frames)).copy()
 
+    def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
+        """generate() chunk by chunk, for a long clip whose source decodes in chunks (harness.evaluate)."""
+        yield from _chunks_of_length(inp.source_frames, int(inp.n_frames), size)
+
 
 @register
 class StaticFrame(Method):
@@ -62,8 +85,13 @@ class StaticFrame(Method):
         return d
 
     def generate(self, inp: MethodInput) -> np.ndarray:
-        first = np.asarray(inp.source_frames)[:1]
+        first = np.asarray(inp.source_frames[:1])
         return np.repeat(first, int(inp.n_frames), axis=0)
+
+    def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
+        first = np.asarray(inp.source_frames[:1])
+        for i in range(0, int(inp.n_frames), size):
+            yield np.repeat(first, min(size, int(inp.n_frames) - i), axis=0)
 
 
 @register

@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "harness.commands.metrics",
     "harness.commands.methods",
     "harness.commands.train",
+    "harness.commands.preprocess",
     "harness.commands.splits",
     "harness.commands.cache",
     "harness.commands.doctor",
@@ -26,6 +27,8 @@ COMMAND_MODULES: list[str] = [
     "harness.commands.merge",
     "harness.commands.compare",
     "harness.commands.demo",
+    "harness.commands.bench",
+    "harness.commands.ablation",
 ]
 
 

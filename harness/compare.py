@@ -150,6 +150,7 @@ class Comparison:
     run_b: str
     rows: list[Row] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the numbers cover (e.g. cross_audio clips of the split)
     n_boot: int = N_BOOT
     seed: int = SEED
 
@@ -177,14 +178,16 @@ class Comparison:
                     + (f"; also {bad} value(s) worse beyond tolerance" if bad else ""))
         if bad:
             return f"REGRESSION (exit 1): {bad} value(s) worse beyond tolerance"
-        return f"PASS (exit 0): {len(self.rows)} value(s) compared, none worse beyond tolerance"
+        shown = sum(r.delta is None for r in self.rows)
+        return (f"PASS (exit 0): {len(self.rows) - shown} value(s) compared, none worse beyond tolerance"
+                + (f"; {shown} shown as — (no value: see the rows' notes)" if shown else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """The `compare --json` document (schema JSON_SCHEMA_VERSION; README "compare --json" lists the fields)."""
         return {"schema_version": JSON_SCHEMA_VERSION, "run_a": self.run_a, "run_b": self.run_b,
                 "failed": self.failed, "exit_code": self.exit_code, "verdict": self.verdict(),
                 "n_boot": self.n_boot, "seed": self.seed, "rows": [asdict(r) for r in self.rows],
-                "issues": [asdict(i) for i in self.issues]}
+                "issues": [asdict(i) for i in self.issues], "notes": list(self.notes)}
 
 
 def protocol_diff(pa: dict[str, Any] | None, pb: dict[str, Any] | None) -> list[str]:
@@ -279,6 +282,54 @@ def _metric_issues(sa: dict, sb: dict, allow_missing: bool) -> tuple[list[Issue]
     return issues, missing
 
 
+def _unavailable_values(summary: dict[str, Any], metric: str) -> list[str]:
+    """The value names of a metric the run could not compute (summary unavailable_values, else its name)."""
+    info = (summary.get("unavailable_values") or {}).get(metric)
+    return list(info.get("values") or [metric]) if isinstance(info, dict) else [metric]
+
+
+def _unavailable_note(sa: dict, sb: dict, metric: str) -> str:
+    ua, ub = sa.get("unavailable") or {}, sb.get("unavailable") or {}
+    if metric in ua and metric in ub and ua[metric] == ub[metric]:
+        return f"unavailable in A and B: {ua[metric]}"
+    parts = [f"unavailable in {k}: {u[metric]}" for k, u in (("A", ua), ("B", ub)) if metric in u]
+    return "; ".join(parts) or "not run"
+
+
+def _unavailable_rows(sa: dict, sb: dict, settings: list[str], methods: list[str] | None) -> list[Row]:
+    """A "—" row per value of a metric neither run could compute, with the reason (never dropped silently)."""
+    ua, ub = sa.get("unavailable") or {}, sb.get("unavailable") or {}
+    ra, rb = sa.get("results") or {}, sb.get("results") or {}
+    rows = []
+    for metric in sorted(set(ua) & set(ub)):
+        info = (sa.get("unavailable_values") or {}).get(metric) or (sb.get("unavailable_values") or {}).get(metric)
+        where = list(info.get("settings") or settings) if isinstance(info, dict) else settings
+        for setting in [s for s in settings if s in where and s in ra and s in rb]:
+            for method in sorted(set(ra[setting]) & set(rb[setting])):
+                if methods and method not in methods:
+                    continue
+                for vname in _unavailable_values(sa, metric):
+                    rows.append(Row(setting, method, metric, vname, None, None, None, "n/a", None, None, 0, None,
+                                    "—", False, _unavailable_note(sa, sb, metric)))
+    return rows
+
+
+def _coverage_notes(sa: dict, sb: dict) -> list[str]:
+    """'cross_audio: n of N clips (k without a drive pair ...)' from each run's summary settings."""
+    from reports.tables import setting_coverage_text
+
+    out = []
+    cov = [{s: i for s, i in (x.get("settings") or {}).items() if isinstance(i, dict) and i.get("skipped_unpaired")}
+           for x in (sa, sb)]
+    for s in sorted(set(cov[0]) | set(cov[1])):
+        texts = [setting_coverage_text(s, c[s]) if s in c else None for c in cov]
+        if texts[0] == texts[1]:
+            out.append(f"A and B {texts[0]}")
+        else:
+            out += [f"{k} {t}" for k, t in zip("AB", texts) if t]
+    return out
+
+
 def _load(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """load_run, with unreadable files as input errors too (compare maps BenchError to exit 2)."""
     try:
@@ -330,6 +381,10 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, tolerances:
                     if metric not in missing_metrics:
                         cmp.issues.append(Issue("missing", f"value {setting}/{method}/{key}: only in "
                                                            f"{'A' if eb is None else 'B'}", allowed=allow_missing))
+                    else:  # the metric ran in one run only: its row shows the one side and why the other is "—"
+                        cmp.rows.append(Row(setting, method, metric, key, (ea or {}).get("mean"), (eb or {}).get("mean"),
+                                            None, "n/a", None, None, 0, (ea or eb).get("higher_is_better"), "—",
+                                            False, _unavailable_note(sa, sb, metric)))
                     continue
                 diff = protocol_diff((sa.get("protocols") or {}).get(ea.get("metric")),
                                      (sb.get("protocols") or {}).get(eb.get("metric")))
@@ -350,6 +405,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, tolerances:
                 cmp.rows.append(row)
                 if issue:
                     cmp.issues.append(Issue("missing", issue, allowed=allow_missing))
+    cmp.rows += _unavailable_rows(sa, sb, settings, methods)
+    cmp.notes += _coverage_notes(sa, sb)
     return cmp
 
 
@@ -434,6 +491,8 @@ def render(cmp: Comparison, console: Any = None) -> None:
     code = cmp.exit_code
     color = {0: "green", 1: "red", 3: "yellow"}[code]
     console.print(f"[{color}]verdict[/{color}]: {cmp.verdict()}", soft_wrap=True, highlight=False)
+    for note in cmp.notes:
+        console.print(f"  {note}", soft_wrap=True, markup=False, highlight=False)
     for i in cmp.issues:
         label = f"allowed ({i.kind})" if i.allowed else f"not comparable ({i.kind})"
         console.print(f"  {label}: {i.text}", soft_wrap=True, markup=False, highlight=False)
@@ -483,6 +542,8 @@ def to_markdown(cmp: Comparison) -> str:
              f"Base (A): `{cmp.run_a}` · New (B): `{cmp.run_b}` · delta = B − A; 95% CI: paired percentile "
              f"bootstrap over the shared clips ({cmp.n_boot} resamples, seed {cmp.seed}). "
              f"Exit codes: {EXIT_MEANINGS}.", ""]
+    if cmp.notes:
+        lines += [f"- {_md_cell(n)}" for n in cmp.notes] + [""]
     if cmp.rows:
         lines.append("| " + " | ".join(MD_COLUMNS) + " |")
         lines.append("|" + "|".join("---:" if c in ("base (A)", "new (B)", "delta", "clips") else "---"

@@ -24,6 +24,7 @@ import numpy as np
 
 from harness.core.cache import Cache, default_cache, make_key
 from harness.core.errors import BenchError, ManifestError
+from harness.core.faults import fault_point
 from harness.core.labels import label_frames
 from harness.core.methods import Method, MethodInput
 from metrics.base import ClipInput, Metric
@@ -84,13 +85,51 @@ class EvalSpec:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str).encode()).hexdigest()
 
 
+STREAM_ABOVE_BYTES = 1024 ** 3  # a clip whose decoded frames exceed this is decoded in chunks (StreamedFrames)
+STREAM_CHUNK_FRAMES = 64  # generated frames per chunk on the streamed path (methods with generate_chunks)
+
+
 class ClipIO:
-    """Media and face access through the real modules (tests may substitute a subclass)."""
+    """Media and face access through the real modules (tests may substitute a subclass).
+
+    stream_above_bytes: a clip whose frames at fps would take more than this is opened with
+    harness.core.media.open_video (frames decoded chunk by chunk: face tracking on one pass, crops cut on a
+    second, only the 256x256 crops kept), so a 5-minute 1080p clip (43.5 GiB decoded) fits in a few GB."""
+
+    def __init__(self, stream_above_bytes: int | None = None):
+        self.stream_above_bytes = STREAM_ABOVE_BYTES if stream_above_bytes is None else int(stream_above_bytes)
 
     def load_media(self, entry: Any, root: str, fps: float, sample_rate: int) -> tuple[Any, np.ndarray]:
         from harness.core.splits import load_clip_media
 
+        streamed = self._open_streamed(entry, root, fps, sample_rate)
+        if streamed is not None:
+            return streamed
         return load_clip_media(entry, root, fps=fps, sample_rate=sample_rate)
+
+    def _open_streamed(self, entry: Any, root: str, fps: float, sample_rate: int) -> tuple[Any, np.ndarray] | None:
+        """load_clip_media's result with StreamedFrames, for a clip too big to decode whole; None otherwise."""
+        from harness.core.errors import MediaError
+        from harness.core.media import align_audio, n_output_frames, open_video, probe_video, read_audio
+        from harness.core.splits import resolve
+
+        vpath = resolve(root, entry.video)
+        try:
+            info = probe_video(vpath)
+        except MediaError:
+            return None  # load_clip_media says what is wrong, in its words
+        start, end = entry.frame_range if entry.frame_range else (0, None)
+        n = n_output_frames(info, fps) - start if end is None else end - start
+        if n * info.width * info.height * 3 <= getattr(self, "stream_above_bytes", STREAM_ABOVE_BYTES):
+            return None
+        video = open_video(vpath, fps=fps, start=start, max_frames=None if end is None else end - start)
+        n = len(video.frames)
+        if end is not None and n != end - start:
+            raise ManifestError(f"clip {entry.clip_id}: frame_range {entry.frame_range} exceeds the video "
+                                f"({start + n} frames at {fps:g} fps)", vpath)
+        apath = resolve(root, entry.audio_path())
+        audio = read_audio(apath, sample_rate=sample_rate, start_s=start / fps, duration_s=n / fps)
+        return video, align_audio(audio, n, fps, sample_rate, path=apath)
 
     def read_audio(self, path: Path, sample_rate: int, start_s: float, duration_s: float | None) -> np.ndarray:
         from harness.core.media import read_audio
@@ -112,11 +151,31 @@ class ClipIO:
 
         write_video(path, frames, fps=fps, audio=audio, sample_rate=sample_rate)
 
+    def video_writer(self, path: Path, n_frames: int, fps: float, audio: np.ndarray, sample_rate: int) -> Any:
+        """write_video chunk by chunk (harness.core.media.VideoWriter: the same file)."""
+        from harness.core.media import VideoWriter
+
+        return VideoWriter(path, n_frames, fps=fps, audio=audio, sample_rate=sample_rate)
+
 
 def _slice_track(crop_track: Any, n: int) -> Any:
     if len(crop_track) == n:
         return crop_track
     return dataclasses.replace(crop_track, boxes=np.asarray(crop_track.boxes)[:n])
+
+
+def _checked_chunks(method: Method, chunks: Any, exp: tuple[int, ...]) -> Any:
+    """A method's generate_chunks, checked as generate's whole array is (uint8, the source frame size, n in all)."""
+    got = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk)
+        if chunk.dtype != np.uint8 or chunk.ndim != 4 or chunk.shape[1:] != exp[1:] or got + len(chunk) > exp[0]:
+            raise BenchError(f"method {method.name} generated a chunk {chunk.dtype} {chunk.shape} (after {got} "
+                             f"frames), expected uint8 frames of {exp[1:]}, {exp[0]} in all")
+        got += len(chunk)
+        yield chunk
+    if got != exp[0]:
+        raise BenchError(f"method {method.name} generated {got} frames, expected {exp[0]}")
 
 
 def _err(exc: BaseException) -> str:
@@ -125,6 +184,11 @@ def _err(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def video_shape(gt: dict[str, Any]) -> str:
+    shape = gt["video"].frames.shape
+    return f"{shape[2]}x{shape[1]}"
 
 
 class Evaluator:
@@ -245,12 +309,20 @@ class Evaluator:
                         return z["frames"], True
                 except (OSError, ValueError, KeyError, EOFError):
                     p.unlink(missing_ok=True)
+        chunked = getattr(method, "generate_chunks", None)
+        if chunked is not None and getattr(video.frames, "chunks", None) is not None and key is None:
+            inp = MethodInput(clip_id=task.clip_id, setting=task.setting, source_video=Path(video.path),
+                              source_frames=video.frames, audio=gt["audio"], n_frames=n, fps=self.fps,
+                              sample_rate=self.sample_rate, audio_path=Path(gt["audio_path"]), workdir=None,
+                              source_timestamps=getattr(video, "source_timestamps", None))
+            return _checked_chunks(method, chunked(inp, STREAM_CHUNK_FRAMES), (n, *video.frames.shape[1:])), False
         with tempfile.TemporaryDirectory(prefix="rtb-gen-") as wd:
             inp = MethodInput(clip_id=task.clip_id, setting=task.setting, source_video=Path(video.path),
                               source_frames=video.frames, audio=gt["audio"], n_frames=n, fps=self.fps,
                               sample_rate=self.sample_rate, audio_path=Path(gt["audio_path"]), workdir=Path(wd),
                               source_timestamps=getattr(video, "source_timestamps", None))
             frames = method.generate(inp)
+            fault_point("generate")  # frames made, not yet cached (tests/test_crash_points.py)
         frames = np.asarray(frames)
         exp = (n, *video.frames.shape[1:])
         if frames.dtype != np.uint8 or frames.shape != exp:
@@ -295,11 +367,17 @@ class Evaluator:
 
             faces = gt["faces"]
             track = _slice_track(faces.crop_track, n)
-            gen_crops = self.io.crop(frames, track)
+            streamed = not isinstance(frames, np.ndarray)
+            video_bytes = None
+            if streamed:  # chunks: crops cut and the video written as they come; full frames never all in memory
+                gen_crops, video_bytes = self._consume_chunks(frames, track, gt["audio"], method.kind != "reference",
+                                                              rec, np.asarray(faces.crops))
+            else:
+                gen_crops = self.io.crop(frames, track)
             rec["timings"]["crop_s"] = time.perf_counter() - t0
             clip = ClipInput(clip_id=task.clip_id, generated=gen_crops, ground_truth=np.asarray(faces.crops)[:n],
                              audio=gt["audio"], identity=np.asarray(faces.crops)[0], fps=self.fps,
-                             sample_rate=self.sample_rate, generated_full=np.asarray(frames)[:n],
+                             sample_rate=self.sample_rate, generated_full=None if streamed else np.asarray(frames)[:n],
                              face_boxes=tracked_face_boxes(faces, n))  # SyncNet's own crops (metrics/syncnet_crop.py)
             states: dict[str, dict[str, np.ndarray]] = {}
             rec["timings"]["metrics"] = {}
@@ -310,7 +388,13 @@ class Evaluator:
                 if "audio" in metric.needs and silent(gt["audio"]):  # no speech: no sync to measure
                     rec["skipped_metrics"][name] = f"needs speech: {silent(gt['audio'])}"
                     continue
+                if streamed and "full_frames" in metric.needs:
+                    rec["metric_errors"][name] = (
+                        f"needs the full generated frames, not kept for a clip decoded in chunks ({n} frames of "
+                        f"{video_shape(gt)}; more than {self.io_stream_gb():.1f} GiB decoded)")
+                    continue
                 t0 = time.perf_counter()
+                fault_point("metric")
                 try:
                     if metric.split_level:
                         states[name] = {k: np.asarray(v) for k, v in metric.clip_state(clip).items()}
@@ -323,8 +407,7 @@ class Evaluator:
                 except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the others
                     rec["metric_errors"][name] = _err(exc)
                 rec["timings"]["metrics"][name] = time.perf_counter() - t0
-            video_bytes = None
-            if self.write_videos:
+            if self.write_videos and not streamed:
                 t0 = time.perf_counter()
                 try:
                     video_bytes = self._encode(frames, gt["audio"], label=method.kind != "reference")
@@ -338,6 +421,84 @@ class Evaluator:
             rec["error"] = _err(exc)
             rec["timings"]["total_s"] = time.perf_counter() - t_start
             return ClipOutcome(rec)
+
+    def io_stream_gb(self) -> float:
+        return getattr(self.io, "stream_above_bytes", STREAM_ABOVE_BYTES) / 1024 ** 3
+
+    def _consume_chunks(self, chunks: Any, track: Any, audio: np.ndarray, label: bool, rec: dict[str, Any],
+                        gt_crops: np.ndarray | None = None) -> tuple[np.ndarray, bytes | None]:
+        """Generated crops (cut along the ground truth's crop track) and, with write_videos, the mp4 bytes, from a
+        method's frame chunks: one chunk of full frames in memory at a time. A failing video write is recorded
+        (video_error) and the values stand, as on the whole-array path."""
+        n = len(track)
+        crops: np.ndarray | None = None
+        pos = 0
+        video_bytes = None
+        t_write = 0.0
+        with tempfile.TemporaryDirectory(prefix="rtb-vid-") as d:
+            path = Path(d) / "generated.mp4"
+            writer = self.io.video_writer(path, n, self.fps, audio, self.sample_rate) if self.write_videos else None
+            try:
+                crops, pos, writer, t_write = self._crop_chunks(chunks, track, n, writer, label, rec, gt_crops)
+            except BaseException as exc:
+                rec.pop("_t_write", None)
+                if writer is not None:  # close the half-written file (removed with the temp folder)
+                    writer.__exit__(type(exc), exc, None)
+                raise
+            if writer is not None:
+                t1 = time.perf_counter()
+                try:
+                    writer.__exit__(None, None, None)  # renamed into place
+                    video_bytes = path.read_bytes()
+                except Exception as exc:  # noqa: BLE001
+                    rec["video_error"] = _err(exc)
+                t_write += time.perf_counter() - t1
+        if self.write_videos:
+            rec["timings"]["write_video_s"] = t_write
+        if crops is None:
+            raise BenchError("method generated no frames")
+        return crops, video_bytes
+
+    def _crop_chunks(self, chunks: Any, track: Any, n: int, writer: Any, label: bool, rec: dict[str, Any],
+                     gt_crops: np.ndarray | None = None) -> tuple[np.ndarray | None, int, Any, float]:
+        """(crops, frames seen, the writer or None once it failed, seconds writing) over a method's chunks. While
+        the crops equal the ground truth's (a method replaying the source), the ground truth's array is returned
+        instead of a second copy (1.5 GB per 7500 crops)."""
+        crops: np.ndarray | None = None
+        same = gt_crops is not None and len(gt_crops) >= n
+        pos = 0
+        for chunk in chunks:
+            part = dataclasses.replace(track, boxes=np.asarray(track.boxes)[pos:pos + len(chunk)])
+            c = self.io.crop(chunk, part)
+            if same and np.array_equal(c, gt_crops[pos:pos + len(c)]):
+                pos += len(chunk)
+                if writer is not None:
+                    writer = self._write_chunk(writer, chunk, label, rec)
+                continue
+            if crops is None:
+                crops = np.empty((n, *c.shape[1:]), dtype=np.uint8)
+                if same:
+                    crops[:pos] = gt_crops[:pos]
+                same = False
+            crops[pos:pos + len(chunk)] = c
+            if writer is not None:
+                writer = self._write_chunk(writer, chunk, label, rec)
+            pos += len(chunk)
+        if same and pos == n:
+            crops = gt_crops if len(gt_crops) == n else gt_crops[:n]
+        return crops, pos, writer, rec.pop("_t_write", 0.0)
+
+    def _write_chunk(self, writer: Any, chunk: np.ndarray, label: bool, rec: dict[str, Any]) -> Any:
+        """Append a chunk to the video; the writer, or None once it failed (video_error: the values stand)."""
+        t1 = time.perf_counter()
+        try:
+            writer.write(label_frames(chunk) if label else chunk)
+        except Exception as exc:  # noqa: BLE001 - the values stand without the video
+            rec["video_error"] = _err(exc)
+            writer.__exit__(type(exc), exc, None)
+            writer = None
+        rec["_t_write"] = rec.get("_t_write", 0.0) + time.perf_counter() - t1
+        return writer
 
     def _encode(self, frames: np.ndarray, audio: np.ndarray, label: bool = True) -> bytes | None:
         """The method's video with the driving audio muxed, as mp4 bytes; frames synthesised by a model carry

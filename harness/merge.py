@@ -43,7 +43,7 @@ def _read_shard(d: str) -> tuple[RunStore, dict[str, Any], dict[str, Any]]:
     if rc is None:
         raise BenchError("not a run store (no readable run.json)", store.root)
     try:
-        summary = json.loads(store.summary_path.read_text())
+        summary = store.read_summary()  # with timings.json (started, finished, wall_s)
     except (OSError, ValueError):
         raise BenchError("not a finished run (no readable summary.json): finish it with its own run command",
                          store.root) from None

@@ -3,7 +3,10 @@
 Keys are the `run` flags' names (`max_frames` or `max-frames`); lists may be YAML lists or comma strings;
 `method_args` / `metric_args` are nested mappings ({lmd: {protocol: eat}}) or the flags' METHOD.KEY=VALUE
 strings. A flag given on the command line wins over the file (for method_args / metric_args per key).
-Relative paths are taken from the current directory, exactly as on the command line.
+Relative paths in the file (root, out, a split given as a .yaml manifest path, .py plugin files, the DIR of
+`folder:NAME=DIR` methods) are taken from the file's folder, so a run file works from any current directory;
+absolute paths, split names, plugin module names and method_args / metric_args values are kept as written.
+Paths typed as flags stay relative to the current directory, as always on the command line.
 """
 from __future__ import annotations
 
@@ -74,6 +77,38 @@ OPTIONS: dict[str, Callable[[Any], Any]] = {
 ALIASES = {"plugin": "plugins", "method_arg": "method_args", "metric_arg": "metric_args"}
 
 
+def _from(base: Path, value: str) -> str:
+    """value relative to base ('~' expanded); absolute values unchanged."""
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else base / p)
+
+
+def _method_item(base: Path, item: str) -> str:
+    from harness.runner import FOLDER_PREFIX
+
+    if not item.startswith(FOLDER_PREFIX) or "=" not in item:
+        return item
+    name, _, folder = item[len(FOLDER_PREFIX):].partition("=")
+    return f"{FOLDER_PREFIX}{name}={_from(base, folder)}" if name and folder else item
+
+
+def resolve_paths(opts: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The file's relative paths taken from base (the run file's folder); see the module docstring."""
+    from harness.plugins import is_file_spec
+
+    out = dict(opts)
+    for key in ("root", "out"):
+        if key in out:
+            out[key] = _from(base, out[key])
+    if "split" in out and Path(out["split"]).suffix in (".yaml", ".yml"):
+        out["split"] = _from(base, out["split"])
+    if "plugins" in out:
+        out["plugins"] = [_from(base, s) if is_file_spec(s) else s for s in out["plugins"]]
+    if "methods" in out:
+        out["methods"] = [_method_item(base, m) for m in out["methods"]]
+    return out
+
+
 def load_run_file(path: str | Path) -> dict[str, Any]:
     """The options of a run file, converted and checked; a bad file or key is a one-line BenchError."""
     import yaml
@@ -106,7 +141,7 @@ def load_run_file(path: str | Path) -> dict[str, Any]:
             out[key] = OPTIONS[key](value)
         except (TypeError, BenchError) as exc:
             raise BenchError(f"key {raw!r}: {exc}", p) from None
-    return out
+    return resolve_paths(out, p.expanduser().resolve().parent)
 
 
 def merge_options(from_file: dict[str, Any], from_cli: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ import numpy as np
 
 from harness.compare import N_BOOT, SEED, bootstrap_ci
 from harness.core.errors import BenchError, ManifestError
+from harness.core.faults import fault_point
 from harness.evaluate import ClipIO, ClipTask, EvalSpec, Evaluator, metric_applies
 from harness.core.methods import SETTINGS, Method
 from harness.plugins import absolute_specs, plugins_info
@@ -113,6 +115,19 @@ def select_clips(cfg: RunConfig) -> tuple[Any, list[Any], dict[str, Any]]:
     all_clips = dict(by_id)
     all_clips.update({c.clip_id: c for c in chosen})
     return split, chosen, all_clips
+
+
+def unpaired_clips(clips: list[Any]) -> list[str]:
+    """Ids of the clips without a cross-audio pair (neither drive_audio nor drive_clip), sorted: cross_audio
+    skips them and the summary lists them (settings.cross_audio.skipped_unpaired)."""
+    return sorted(c.clip_id for c in clips if not (getattr(c, "drive_audio", None) or getattr(c, "drive_clip", None)))
+
+
+def cross_audio_note(n_total: int, unpaired: list[str]) -> str:
+    """The one line that says which clips cross_audio covers (on stderr at start, in reports and compare)."""
+    shown = ", ".join(unpaired[:10]) + (f", ... ({len(unpaired)} in all)" if len(unpaired) > 10 else "")
+    return (f"cross_audio: {n_total - len(unpaired)} of {n_total} clips ({len(unpaired)} without a drive pair, "
+            f"reconstruction only: {shown})")
 
 
 def resolve_device(device: str) -> str:
@@ -264,6 +279,10 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
         _say(console, note)
     from harness.shards import shard_clips
 
+    unpaired = unpaired_clips(clips) if "cross_audio" in settings else []
+    if unpaired:  # some clips have no drive pair: cross_audio runs the others, said once (not a failure per clip)
+        print(cross_audio_note(len(clips), unpaired), file=sys.stderr, flush=True)
+    skip = set(unpaired)
     clips = shard_clips(clips, cfg.shard)  # after settings_for: a shard runs the settings of the whole run
     device = resolve_device(cfg.device)
     methods, unavailable_methods = build_methods(cfg)
@@ -289,6 +308,8 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
     n_skipped = 0
     for c in clips:
         for s in cfg.settings:
+            if s == "cross_audio" and c.clip_id in skip:
+                continue
             for mname, m in methods.items():
                 if record_done(store.read_record(mname, s, c.clip_id), m, metrics, s, cfg.retry_failed, protocols):
                     n_skipped += 1
@@ -322,6 +343,7 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
                 bar.close()
         finally:
             ex.close()
+    fault_point("finalize")  # every record on disk, no tables yet (tests/test_crash_points.py)
     summary = finalize(store, cfg, split, clips, methods, metrics, unavailable_metrics, unavailable_methods)
     summary["started"] = started
     summary["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -391,9 +413,12 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
     failures: list[dict[str, Any]] = []
     timings: dict[str, dict[str, Any]] = {}
     clip_sets: dict[str, dict[str, Any]] = {}
+    unpaired = unpaired_clips(clips) if "cross_audio" in cfg.settings else []
+    skip = set(unpaired)
     for setting in cfg.settings:
-        recs = {m: {cid: store.read_record(m, setting, cid) for cid in clip_ids} for m in methods}
-        common, excluded = common_clip_set(recs, clip_ids)
+        ids = [c for c in clip_ids if c not in skip] if setting == "cross_audio" else clip_ids
+        recs = {m: {cid: store.read_record(m, setting, cid) for cid in ids} for m in methods}
+        common, excluded = common_clip_set(recs, ids)
         clip_sets[setting] = {"common": common, "excluded": excluded}
         for mname in methods:
             failures += _failures(mname, setting, recs[mname], metrics)
@@ -406,7 +431,7 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
                 if metric.split_level:
                     _split_level(store, mname, setting, name, metric, ok, common, pfp[name], out, failures)
                 else:
-                    _per_clip_level(mname, setting, name, metric, ok, clip_ids, common, pfp[name], cfg, rows, out)
+                    _per_clip_level(mname, setting, name, metric, ok, ids, common, pfp[name], cfg, rows, out)
             results.setdefault(setting, {})[mname] = out
     store.write_per_clip(rows)
     env = environment()
@@ -420,15 +445,47 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
         "protocols": {n: p.to_dict() for n, p in protocols.items()},
         "metric_config": metric_configs(metrics, cfg),
         "unavailable": dict(unavailable_metrics),
+        "unavailable_values": unavailable_values(unavailable_metrics, cfg.settings),
         "methods": {n: method_info(m) for n, m in methods.items()},
         "unavailable_methods": dict(unavailable_methods),
         "plugins": plugins_info(cfg.plugins),
         "results": results,
         "clip_set": clip_sets,
+        "settings": setting_coverage(cfg.settings, clip_ids, unpaired),
         "failures": failures,
         "timings": timings,
     }
     return summary
+
+
+def unavailable_values(unavailable: dict[str, str], settings: list[str]) -> dict[str, dict[str, Any]]:
+    """metric -> {"values", "settings" (where it would apply), "higher_is_better"} of each unavailable metric, from
+    the registry, so reports and compare show its columns as "—" with the reason (and a report needs no --plugin
+    for them); a metric the registry does not know is one value named after itself."""
+    from metrics.base import load_all
+
+    reg = load_all()
+    out: dict[str, dict[str, Any]] = {}
+    for name in unavailable:
+        cls = reg.get(name)
+        values = list(getattr(cls, "outputs", ()) or (name,))
+        where = [s for s in settings if cls is None or metric_applies(cls, s)]
+        hib = dict(getattr(cls, "higher_is_better", None) or {})
+        out[name] = {"values": values, "settings": where, "higher_is_better": {v: hib.get(v) for v in values if v in hib}}
+    return out
+
+
+def setting_coverage(settings: list[str], clip_ids: list[str], unpaired: list[str]) -> dict[str, Any]:
+    """Per setting: the clips it covers of the selection; cross_audio skips (and lists) the unpaired clips."""
+    out: dict[str, Any] = {}
+    for s in settings:
+        skipped = unpaired if s == "cross_audio" else []
+        out[s] = {"clips": len(clip_ids) - len(skipped), "of": len(clip_ids)}
+        if s == "cross_audio":
+            out[s]["skipped_unpaired"] = list(skipped)
+            if skipped:
+                out[s]["note"] = cross_audio_note(len(clip_ids), skipped)
+    return out
 
 
 def manifest_sha256(path: Any) -> str | None:
@@ -645,6 +702,9 @@ def render_summary(summary: dict[str, Any], console: Any = None) -> None:
                     cells[-1] += f" ({e['n_missing']} missing)"
             t.add_row(method, _n_cell(vals), *cells)
         console.print(t)
+        note = ((summary.get("settings") or {}).get(setting) or {}).get("note")
+        if note:
+            console.print(note, style="yellow", markup=False, highlight=False)
         excluded = summary.get("clip_set", {}).get(setting, {}).get("excluded", {})
         if excluded:
             console.print(f"[yellow]{setting}: {len(excluded)} clip(s) left out of every method's values[/yellow] "

@@ -1,6 +1,11 @@
 """The run store (format in CONTRIBUTING.md): one folder per run, one JSON record per finished clip, then
-per_clip.csv and summary.json. Every write is atomic (temp file + os.replace), so a killed run leaves
-only whole records and a rerun resumes from them."""
+per_clip.csv, timings.json and summary.json. Every write is atomic (temp file + fsync + os.replace), so a
+killed run leaves only whole records and a rerun resumes from them.
+
+summary.json and per_clip.csv hold only what the records and the run's identity determine, so a run killed
+at any moment and resumed writes them byte for byte as an uninterrupted run does (tests/test_crash_points.py).
+What measures time (WALL_CLOCK: started, finished, wall_s, first_started, timings) goes to timings.json;
+read_summary() / load_run() put it back, so readers see one dict."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +14,7 @@ import json
 import math
 import os
 import socket
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,11 +22,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from harness.core.errors import BenchError
-from harness.core.fsutil import atomic_write_bytes
+from harness.core.faults import fault_point
 from harness.core.fsutil import atomic_write_json as fs_atomic_write_json
 
 RECORD_VERSION = 1
 PER_CLIP_COLUMNS = ("method", "setting", "clip_id", "metric", "value_name", "value", "protocol")
+# summary keys that measure time: they differ between two runs of the same numbers, so they live in timings.json
+WALL_CLOCK = ("started", "finished", "wall_s", "first_started", "timings")
+TMP_PREFIX = ".tmp-"  # harness.core.fsutil's temp files: never read as store files, swept when a run takes the lock
 
 
 def to_jsonable(x: Any) -> Any:
@@ -46,6 +55,30 @@ def to_jsonable(x: Any) -> Any:
 
 def atomic_write_json(dst: Path, value: Any) -> None:
     fs_atomic_write_json(dst, to_jsonable(value))
+
+
+def atomic_write_bytes(dst: Path, data: bytes, fault: str | None = None) -> Path:
+    """fsutil's temp + fsync + os.replace, with the crash point `fault` between the fsync and the rename
+    (the moment a killed writer leaves a whole temp file and no visible change)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=TMP_PREFIX, suffix=dst.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if fault:
+            fault_point(fault)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(to_jsonable(value), indent=2, default=str, allow_nan=True).encode()
 
 
 class RunStore:
@@ -75,6 +108,10 @@ class RunStore:
     @property
     def per_clip_path(self) -> Path:
         return self.root / "per_clip.csv"
+
+    @property
+    def timings_path(self) -> Path:
+        return self.root / "timings.json"
 
     @property
     def run_config_path(self) -> Path:
@@ -108,8 +145,9 @@ class RunStore:
             atomic_write_bytes(self.video_path(m, s, c), video)
             record["video"] = str(self.video_path(m, s, c).relative_to(self.root))
         record.setdefault("record_version", RECORD_VERSION)
+        fault_point("record")  # states and video on disk, no record: the clip is redone on resume
         p = self.record_path(m, s, c)
-        atomic_write_json(p, record)
+        atomic_write_bytes(p, _json_bytes(record), fault="record-replace")
         return p
 
     def read_states(self, method: str, setting: str, clip_id: str) -> dict[str, dict[str, np.ndarray]]:
@@ -129,6 +167,8 @@ class RunStore:
         if not base.exists():
             return
         for p in sorted(base.glob("*/*/*.json")):
+            if p.name.startswith(TMP_PREFIX):
+                continue  # a killed writer's temp file (pathlib's glob matches dot files)
             try:
                 rec = json.loads(p.read_text())
             except (OSError, ValueError):
@@ -151,10 +191,47 @@ class RunStore:
         for r in rows:
             v = r["value"]
             w.writerow({**r, "value": "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else repr(float(v))})
-        atomic_write_bytes(self.per_clip_path, buf.getvalue().encode())
+        atomic_write_bytes(self.per_clip_path, buf.getvalue().encode(), fault="per-clip")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.summary_path, summary)
+        """timings.json (the WALL_CLOCK keys), then summary.json (everything else) last: summary.json on disk
+        means the run finished. The caller's dict is left whole."""
+        timings = {k: summary[k] for k in WALL_CLOCK if k in summary}
+        atomic_write_bytes(self.timings_path, _json_bytes(timings), fault="timings")
+        rest = {k: v for k, v in summary.items() if k not in WALL_CLOCK}
+        atomic_write_bytes(self.summary_path, _json_bytes(rest), fault="summary")
+
+    def read_summary(self) -> dict[str, Any]:
+        """summary.json with timings.json's keys put back (ValueError / OSError when summary.json is unreadable;
+        a missing or unreadable timings.json leaves the summary without them)."""
+        return merge_timings(json.loads(self.summary_path.read_text()), self.timings_path)
+
+
+def merge_timings(summary: Any, timings_path: Path) -> Any:
+    """summary (as read from summary.json) plus the wall-clock keys kept in timings.json beside it."""
+    if not isinstance(summary, dict):
+        return summary
+    try:
+        timings = json.loads(timings_path.read_text())
+    except (OSError, ValueError):
+        return summary
+    if isinstance(timings, dict):
+        summary.update({k: v for k, v in timings.items() if k in WALL_CLOCK and k not in summary})
+    return summary
+
+
+def sweep_temp_files(root: Path) -> int:
+    """Delete the temp files killed writers left in a run folder (call only while holding its RunLock)."""
+    n = 0
+    for sub in (root, root / "clips", root / "videos"):
+        if not sub.is_dir():
+            continue
+        paths = sub.glob(f"{TMP_PREFIX}*") if sub == root else sub.rglob(f"{TMP_PREFIX}*")
+        for p in paths:
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 LOCK_NAME = "run.lock"
@@ -172,6 +249,7 @@ class RunLock:
         self.path = self.root / LOCK_NAME
         self._fd: int | None = None
         self.took_over: dict[str, Any] | None = None  # the stale holder replaced, if any
+        self.swept = 0  # temp files of killed writers removed on acquire
 
     def acquire(self) -> "RunLock":
         try:
@@ -204,6 +282,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
+        self.swept = sweep_temp_files(self.root)  # sole writer now: any temp file is a dead writer's
         return self
 
     def release(self) -> None:
@@ -244,7 +323,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str,
         raise BenchError("not a finished run (no summary.json)", root,
                          hint="finish it with the same `realtalk-bench run ... --out` command")
     try:
-        summary = json.loads(sp.read_text())
+        summary = merge_timings(json.loads(sp.read_text()), root / "timings.json")
     except ValueError as exc:
         raise BenchError(f"summary.json is not valid JSON ({exc})", sp) from exc
     rows: list[dict[str, Any]] = []

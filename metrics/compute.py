@@ -54,7 +54,11 @@ def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
 
     gen_frames = fit_pair(gen.frames, gt.frames, gen.path, gt.path)
     n = len(gen_frames)
-    faces = clip_faces(gt, cache=not Path(gt.path).is_dir())
+    from metrics.face_models import shared_detector, shared_landmarker
+
+    # the default models, built once per process (a cache hit still needs their descriptions for the key)
+    faces = clip_faces(gt, detector=shared_detector("dlib_hog"), landmarker=shared_landmarker("dlib"),
+                       cache=not Path(gt.path).is_dir())
     ct = faces.crop_track
     gen_crops = crop_frames(gen_frames, ct) if len(ct.boxes) == n else crop_frames(gen_frames, _cut(ct, n))
     return AlignedPair(gen_crops, faces.crops[:n], gen_frames, tracked_face_boxes(faces, n))

@@ -25,7 +25,7 @@ import numpy as np
 from harness.core import weights
 from harness.core.errors import MediaError, MetricUnavailable, NoFaceError
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
-from metrics.feature_cache import cached_features
+from metrics.feature_cache import cached_features, generated_is_ground_truth
 from metrics.frame_memo import FrameMemo
 from metrics.passes import PASSES
 
@@ -223,17 +223,28 @@ class CSIM(Metric):
     def reference_embedding(self, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """embed(ref[None]) through the on-disk feature cache (metrics/feature_cache.py): the identity reference
         is a ground-truth frame, embedded once ever for this protocol, weights and device type."""
+        return self._cached_embed(ref[None], ref)
+
+    def _cached_embed(self, frames: np.ndarray, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """embed(frames) through the "gtidentity" kind, keyed by `content` (the reference frame, or the frames)."""
         proto = self.protocol()
         fp = {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "backend": self.backend,
               "device": str(self.device).split(":")[0]}
 
         def compute() -> dict[str, np.ndarray]:
-            emb, found = self.embed(ref[None])
+            emb, found = self.embed(frames)
             return {"embedding": emb, "found": found}
 
-        hit = cached_features("gtidentity", ref, fp, compute)
+        hit = cached_features("gtidentity", content, fp, compute)
         assert hit is not None
         return hit["embedding"], hit["found"].astype(bool)
+
+    def generated_embeddings(self, clip: ClipInput) -> tuple[np.ndarray, np.ndarray]:
+        """embed(clip.generated); when those are the ground truth's own crops, through the feature cache."""
+        if generated_is_ground_truth(clip):
+            gen = np.asarray(clip.generated)
+            return self._cached_embed(gen, gen)
+        return self.embed(clip.generated)
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:
         ref = clip.identity
@@ -244,7 +255,7 @@ class CSIM(Metric):
         ref_emb, ref_found = self.reference_embedding(np.asarray(ref))
         if not ref_found[0]:
             raise MediaError(f"clip {clip.clip_id}: no face detected in the CSIM identity reference frame")
-        emb, found = self.embed(clip.generated)
+        emb, found = self.generated_embeddings(clip)
         if not found.any():
             raise NoFaceError(f"clip {clip.clip_id}: no face detected in any of the {len(found)} generated frames")
         sims = emb @ ref_emb[0]  # NaN where no face

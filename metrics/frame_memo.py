@@ -14,6 +14,18 @@ import numpy as np
 
 from metrics.passes import PASSES, content_key
 
+MAP_BLOCK = 512  # unseen frames handed to compute() at once (the result does not depend on it)
+
+
+def frames_equal(a: np.ndarray, b: np.ndarray, block: int = 256) -> bool:
+    """np.array_equal without its full-size temporary (a bool per byte: 1.5 GB for 7500 256x256 crops)."""
+    if a is b:
+        return True
+    if np.shape(a) != np.shape(b):
+        return False
+    return all(np.array_equal(a[i:i + block], b[i:i + block]) for i in range(0, len(a), block))
+
+
 MEMOS: list[Any] = []  # every per-process memo (anything with .clear()), so tests can simulate a fresh process
 
 
@@ -50,7 +62,9 @@ class FrameMemo:
                 todo[k] = i
         if todo:
             idx = list(todo.values())
-            outs = compute(frames[idx])
+            outs = []  # in blocks: frames[idx] of a long clip's crops would copy them all at once (1.5 GB / 7500)
+            for b in range(0, len(idx), MAP_BLOCK):
+                outs.extend(compute(frames[idx[b:b + MAP_BLOCK]]))
             if len(outs) != len(idx):
                 raise ValueError(f"memo compute returned {len(outs)} rows for {len(idx)} frames")
             PASSES.record(self.network, (k[1] for k in todo))

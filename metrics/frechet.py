@@ -60,7 +60,13 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_features(feats1: np.ndarray, feats2: np.ndarray, method: str = "eigh") -> float:
-    """FID between two [N, D] feature sets."""
+    """FID between two [N, D] feature sets. "eigh" with neither set having more rows than D: the same trace from
+    the n1 x n2 Gram matrix (metrics/frechet_gram.py; no D x D eigendecomposition, no round-off eigenvalues)."""
+    from metrics.frechet_gram import fid_gram, gram_pays
+
+    if method == "eigh" and np.ndim(feats1) == 2 and np.ndim(feats2) == 2 and \
+            gram_pays(len(feats1), len(feats2), np.shape(feats1)[1]):
+        return fid_gram(feats1, feats2)
     m1, s1 = gaussian_stats(feats1)
     m2, s2 = gaussian_stats(feats2)
     return frechet_distance(m1, s1, m2, s2, method=method)

@@ -55,10 +55,10 @@ class LandmarkSource:
         if self.custom is not None:
             return self.custom(crops)
         from harness.core.faces import clip as faces_clip
-        from harness.core.faces.landmarks import get_landmarker
+        from metrics.face_models import shared_landmarker
 
         if self._landmarker is None:
-            self._landmarker = get_landmarker(self.backend)
+            self._landmarker = shared_landmarker(self.backend)  # one load per process, not per metric instance
         lm = self._landmarker
         rows = _MEMO.map((self.backend, lm.weights_sha256), crops,
                          lambda fr: list(faces_clip.landmarks_on_crops(fr, lm)))

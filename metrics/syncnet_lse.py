@@ -28,7 +28,7 @@ import torch
 
 from harness.core import weights
 from harness.core.errors import MediaError, MetricUnavailable
-from metrics.feature_cache import cached_features
+from metrics.feature_cache import cached_features, generated_is_ground_truth
 from metrics.passes import PASSES, content_key
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.syncnet_crop import CROP_SCALE, MEDIAN_KERNEL, PAD_VALUE, syncnet_crops
@@ -189,8 +189,9 @@ class SyncNetLSE(Metric):
         )
 
     def evaluate(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
-                 clip_id: str = "") -> dict[str, float | int | np.ndarray]:
-        """The reference evaluate() on in-memory frames/audio; also returns the per-offset distances."""
+                 clip_id: str = "", ground_truth: bool = False) -> dict[str, float | int | np.ndarray]:
+        """The reference evaluate() on in-memory frames/audio; also returns the per-offset distances.
+        ground_truth: the frames are the ground truth's own crops, so their embeddings go through the cache."""
         video = frames_to_input(frames)
         if sample_rate != SAMPLE_RATE:
             raise MediaError(f"SyncNet protocol needs {SAMPLE_RATE} Hz audio, got {sample_rate}")
@@ -199,8 +200,7 @@ class SyncNetLSE(Metric):
             raise MediaError(f"{clip_id}: SyncNet needs at least {WIN_FRAMES + 1} frames of video and audio, "
                              f"got {video.shape[1]} frames / {len(audio)} samples")
         net = self.net()
-        im_feat = video_features(net, video, n_win, self.batch_size, self.device)
-        PASSES.record("syncnet_video", [content_key(np.asarray(frames))], n=n_win)
+        im_feat = self.video_window_features(net, np.asarray(frames), video, n_win, ground_truth)
         cc_feat = self.driving_audio_features(net, audio, n_win)
         dists = offset_distances(im_feat, cc_feat)
         out = lse_from_distances(dists)
@@ -208,12 +208,30 @@ class SyncNetLSE(Metric):
         out["n_windows"] = n_win
         return out
 
+    def _fingerprint(self, n_win: int) -> dict[str, object]:
+        proto = self.protocol()
+        return {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "n_windows": n_win,
+                "device": str(self.device).split(":")[0]}
+
+    def video_window_features(self, net: SyncNetV2, frames: np.ndarray, video: torch.Tensor, n_win: int,
+                              ground_truth: bool) -> torch.Tensor:
+        """Video embeddings of the crops; the ground truth's own crops (scored as a method) through the on-disk
+        feature cache, keyed by the 224 crops' content (generated crops are never stored: new every time)."""
+        def compute() -> dict[str, np.ndarray]:
+            feats = video_features(net, video, n_win, self.batch_size, self.device)
+            PASSES.record("syncnet_video", [content_key(frames)], n=n_win)
+            return {"features": feats.numpy()}
+
+        if not ground_truth:
+            return torch.from_numpy(compute()["features"])
+        hit = cached_features("gtsyncvideo", frames, self._fingerprint(n_win), compute)
+        assert hit is not None
+        return torch.from_numpy(hit["features"])
+
     def driving_audio_features(self, net: SyncNetV2, audio: np.ndarray, n_win: int) -> torch.Tensor:
         """Audio embeddings of the driving audio through the on-disk feature cache (metrics/feature_cache.py):
         keyed by the audio samples' content, the protocol, the weights and the window count."""
-        proto = self.protocol()
-        fp = {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "n_windows": n_win,
-              "device": str(self.device).split(":")[0]}
+        fp = self._fingerprint(n_win)
 
         def compute() -> dict[str, np.ndarray]:
             PASSES.record("syncnet_audio", [content_key(np.asarray(audio))], n=n_win)
@@ -234,7 +252,7 @@ class SyncNetLSE(Metric):
                              "truth's face boxes (ClipInput.generated_full / face_boxes)")
         self.net()  # unavailable weights fail before any cropping work
         crops = syncnet_crops(clip.generated_full, clip.face_boxes)
-        r = self.evaluate(crops, clip.audio, clip.sample_rate, clip.clip_id)
+        r = self.evaluate(crops, clip.audio, clip.sample_rate, clip.clip_id, generated_is_ground_truth(clip))
         return ClipResult(
             values={"LSE-C": r["LSE-C"], "LSE-D": r["LSE-D"], "LSE-offset": float(r["offset"])},
             per_frame={"dist_at_best_offset": np.asarray(r["dist_at_best"], dtype=np.float32)},

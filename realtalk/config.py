@@ -19,6 +19,10 @@ Readings of the paper that are ours (the paper does not fix them; README "RealTa
   1/8 only; all widths and head counts.
 - Adversarial loss: LSGAN (least squares) PatchGAN instead of the paper's log (non-saturating) GAN loss,
   for stabler short training (realtalk/losses.py).
+- Table 7 alternatives to the FIA cross-attention (the paper names them, gives their parameter counts, not their
+  design): flow-based warping and modulated deformable convolution at the attention levels
+  (realtalk/reference_modules.py; hidden widths set so the paper config has 82.90M / 98.69M against the paper's
+  82.94M / 98.79M). Table 6's "learnable" mask is the 3D-prior mask of the predicted expression.
 - small preset only: the renderer edits the reference warped to the target expression by its landmarks
   (output = "warp_residual", realtalk/warp.py) -- a CPU-scale prior, not in the paper.
 """
@@ -78,6 +82,16 @@ class RendererConfig:
     groups: int = 8  # GroupNorm groups in the encoder (per-sample norm: batch-size independent)
     output: str = "sigmoid"  # F_d in [0,1]; "ref_residual" (ours): sigmoid(logit(reference) + head); "warp_residual"
     # (ours): the same on the reference warped to the target expression by its landmarks (realtalk/warp.py)
+    # Table 7: the FIA face-texture reference structure at attn_levels: "attention" (the paper's cross-attention),
+    # "flow" (flow-based warping) or "deform" (deformable convolution), realtalk/reference_modules.py (ours:
+    # the paper does not specify the two alternatives; widths below put the paper config near its 82.94M / 98.79M)
+    reference_module: str = "attention"
+    flow_hidden_mult: float = 0.71  # (ours) flow net hidden width = mult * reference channels
+    deform_hidden_mult: float = 0.45  # (ours) offset net hidden width = mult * reference channels
+    deform_layers: int = 2  # (ours) modulated deformable 3x3 convs per module
+    deform_offset_groups: int = 8  # (ours) DCNv2 offset groups
+    mask: str = "learnable"  # Table 6: "learnable" = the 3D-prior lower-face mask of the (predicted) expression
+    # (realtalk.mask.lower_face_mask, the paper's); "naive" = the fixed lower half (realtalk.mask.naive_lower_half_mask)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ class ClipData:
     beta: np.ndarray  # [T,n_exp]
     rho: np.ndarray  # [T,n_pose]
     audio: np.ndarray  # [tpf*T, A] audio tokens (tpf = featurizer.tokens_per_frame)
+    mask: np.ndarray | None = None  # uint8 [T,H,W] lower-face mask of each frame's own coefficients (1 = keep)
+    teeth: np.ndarray | None = None  # uint8 [T,H,W] mouth-interior mask (the teeth loss region)
+    role: str = "train"
 
     def __len__(self) -> int:
         return len(self.beta)
@@ -82,9 +85,29 @@ def load_clip_data(entry: Any, root: str | Path | None, face_model: Any, featuri
     faces = clip_faces(video)
     coeffs = clip_coefficients(faces, face_model)
     n = len(faces.crops)
-    return ClipData(clip_id=entry.clip_id, crops=faces.crops, alpha=np.asarray(coeffs.alpha, np.float32),
+    return ClipData(clip_id=entry.clip_id, role=entry.role, crops=faces.crops,
+                    alpha=np.asarray(coeffs.alpha, np.float32),
                     beta=np.asarray(coeffs.beta, np.float32), rho=np.asarray(coeffs.rho, np.float32),
                     audio=audio_tokens(audio, n, featurizer))
+
+
+def split_entries(split: str, role: str | None = "train") -> list[Any]:
+    """The split's entries of `role` (None: every role), in manifest order."""
+    from harness.core.splits import load_split
+
+    return [e for e in load_split(split).clips if role is None or e.role == role]
+
+
+def iter_split_data(entries: list[Any], root: str | Path | None, face_model: Any, featurizer: Any,
+                    max_frames: int | None = None, pool: Executor | None = None) -> Iterator[tuple[Any, ClipData]]:
+    """(entry, ClipData) one clip at a time (load_clip_data: the ONE per-clip preparation, shared by
+    load_split_data and `preprocess`); with `pool`, clips load in its worker processes, yielded in order."""
+    if pool is not None:
+        loaded = pool.map(load_clip_data, entries, repeat(root), repeat(face_model), repeat(featurizer),
+                          repeat(max_frames))
+    else:
+        loaded = (load_clip_data(e, root, face_model, featurizer, max_frames=max_frames) for e in entries)
+    yield from zip(entries, loaded)
 
 
 def load_split_data(split: str, root: str | Path | None, face_model: Any, featurizer: Any, role: str = "train",
@@ -92,17 +115,10 @@ def load_split_data(split: str, root: str | Path | None, face_model: Any, featur
                     ) -> list[ClipData]:
     """ClipData for every clip of `role` in the split (clips shorter than min_frames are skipped), in split
     order; with `pool` (e.g. harness.core.pool.process_pool) clips load in its worker processes (face
-    detection and landmarks are single-threaded)."""
-    from harness.core.splits import load_split
-
-    entries = [e for e in load_split(split).clips if e.role == role]
-    if pool is not None:
-        loaded = pool.map(load_clip_data, entries, repeat(root), repeat(face_model), repeat(featurizer),
-                          repeat(max_frames))
-    else:
-        loaded = (load_clip_data(e, root, face_model, featurizer, max_frames=max_frames) for e in entries)
+    detection and landmarks are single-threaded). Holds the whole split in RAM: for real datasets use
+    `realtalk-bench preprocess` (realtalk/shards.py) and train from the shards."""
     out = []
-    for entry, cd in zip(entries, loaded):
+    for entry, cd in iter_split_data(split_entries(split, role), root, face_model, featurizer, max_frames, pool):
         if len(cd) < min_frames:
             log(f"skip {entry.clip_id}: {len(cd)} frames < {min_frames}")
             continue

@@ -4,6 +4,11 @@ Steps: face crops (harness.core.faces.clip_faces) -> 3D coefficients (realtalk.c
 expressions predicted window by window (T = 16 frames) -> mask -> renderer with the source's FIRST crop as
 the reference -> paste the generated region back into the full frames.
 
+Both networks run through realtalk.fast.FastRealTalk (autocast for bf16/fp16, channels_last, SDPA attention,
+CUDA graphs on a GPU): the frames written for evaluation and the frames `realtalk-bench latency` times
+(realtalk.latency_stages builds this pipeline) come from the same code. Its A2E windows and crossfade are
+realtalk.fast.ClipExpressions, the one implementation of "a clip's expressions".
+
 History (paper: "randomly selected during training and inference"): each window's N historical expressions
 are N of the source clip's fitted expressions drawn at random outside the source frames the window shows,
 in time order -- realtalk.data.sample_history, exactly as in training; seeded per window
@@ -15,16 +20,16 @@ Choices the paper leaves open (ours):
   mouth does not jump at each window boundary. Both paths blend through the same per-frame function.
 - Audio longer than the source: source frames are reused ping-pong (0..n-1, n-2..0, ...).
 - Mask: min of the lower-face masks of the source frame's expression and of the predicted expression
-  (both with the source pose), so the region generated covers both mouths.
+  (both with the source pose), so the region generated covers both mouths; cfg.renderer.mask = "naive"
+  (Table 6) uses the fixed lower half instead.
 - Paste-back: only the generated region (1 - M, Gaussian-feathered) replaces source pixels; the rest
   of the frame keeps its full-resolution source pixels.
-Two paths with identical output (tested): `generate(..., streaming=False)` renders batches of frames;
-`stream_crops` yields one rendered frame at a time (A2E runs when a new window starts).
+Two paths with the same output up to rounding (tested): `generate(..., streaming=False)` renders batches of
+frames; `stream_crops` yields one rendered frame at a time (A2E runs when a new window starts).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,7 +42,11 @@ from torch import Tensor
 from realtalk.a2e import AudioToExpression
 from realtalk.config import RealTalkConfig
 from realtalk.data import fit_tokens, sample_history, to_image
+from realtalk.fast import ClipExpressions, FastRealTalk, window_starts, window_weights
 from realtalk.renderer import Renderer
+
+__all__ = ["RealTalkPipeline", "Source", "frame_masks", "frames_identity", "pingpong_index", "to_uint8",
+           "warped_references", "window_histories", "window_starts", "window_weights"]  # window_*: from fast
 
 
 @dataclass
@@ -68,89 +77,75 @@ def pingpong_index(i: int, n: int) -> int:
 HISTORY_SEED = 0
 
 
-def window_starts(n_frames: int, T: int, overlap: int) -> list[int]:
-    """First frame of each window: stride T - overlap, the last window reaching past n_frames - 1."""
-    stride = T - overlap
-    if stride <= 0:
-        raise ValueError(f"overlap {overlap} must be smaller than the window T={T}")
-    k = 1 if n_frames <= T else math.ceil((n_frames - T) / stride) + 1
-    return [i * stride for i in range(k)]
+def window_histories(src_beta: Tensor, n_frames: int, T: int, overlap: int, n_history: int) -> Tensor:
+    """[K, N, n_exp]: each window's N historical expressions, sampled from the source clip's fitted
+    expressions outside the source frames the window shows (sample_history, seeded per window)."""
+    n_src = src_beta.shape[0]
+    out = []
+    for k, s0 in enumerate(window_starts(n_frames, T, overlap)):
+        shown = np.asarray([pingpong_index(i, n_src) for i in range(s0, s0 + T)])
+        idx = sample_history(n_src, shown, n_history, np.random.default_rng([HISTORY_SEED, k]))
+        out.append(src_beta[torch.as_tensor(idx, device=src_beta.device)])
+    return torch.stack(out)
 
 
-def window_weights(T: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """[T] crossfade weights of one window: linear ramps over the overlapped frames (none at the clip ends)."""
-    j = np.arange(T, dtype=np.float64)
-    w = np.ones(T)
-    if overlap > 0:
-        if not first:
-            w = np.minimum(w, (j + 1) / (overlap + 1))
-        if not last:
-            w = np.minimum(w, (T - j) / (overlap + 1))
-    return w
+def frame_masks(face_model: Any, alpha: Tensor, beta_src: Tensor, beta_pred: Tensor, rho: Tensor, size: int,
+                kind: str = "learnable") -> Tensor:
+    """[b,1,size,size] float, 1 = keep source: min of the source-expression and predicted-expression
+    lower-face masks (source pose), frame by frame: the face model's GEMM rounds differently at batch 1 and
+    batch 8 (CPU-dependent) and a 1e-5 px vertex shift can flip a rasterised pixel, so batching would change
+    the mask. kind "naive" (Table 6): the fixed lower half."""
+    from realtalk.mask import lower_face_mask, naive_lower_half_mask
+
+    if kind == "naive":
+        return naive_lower_half_mask(beta_pred.shape[0], size).float()
+    out = []
+    for j in range(beta_pred.shape[0]):
+        a = alpha if alpha.shape[0] == 1 else alpha[j:j + 1]
+        m_src = lower_face_mask(face_model, a, beta_src[j:j + 1], rho[j:j + 1], size=size)
+        m_pred = lower_face_mask(face_model, a, beta_pred[j:j + 1], rho[j:j + 1], size=size)
+        out.append(torch.minimum(m_src, m_pred))
+    return torch.cat(out).float()
 
 
-class WindowedExpressions:
-    """Per-frame expressions of an n_frames output from overlapping A2E windows, computed lazily (the
-    streaming path asks frame by frame, the batched one for all); every frame is blended the same way."""
+def warped_references(face_model: Any, reference: Tensor, alpha: Tensor, ref_beta: Tensor, ref_rho: Tensor,
+                      beta_pred: Tensor, rho: Tensor) -> Tensor:
+    """[b,3,H,W]: the reference crop warped to each frame's predicted expression and pose (realtalk.warp),
+    frame by frame, as the masks (batch-size-dependent GEMM rounding would make the paths differ)."""
+    from realtalk.warp import warp_reference
 
-    def __init__(self, pipe: "RealTalkPipeline", src: "Source", tokens: Tensor, n_frames: int):
-        c = pipe.cfg.a2e
-        self.pipe, self.src, self.tokens, self.n = pipe, src, tokens, n_frames
-        self.T, self.O = c.T, c.overlap
-        self.starts = window_starts(n_frames, c.T, c.overlap)
-        K = len(self.starts)
-        self.weights = [torch.as_tensor(window_weights(c.T, c.overlap, k == 0, k == K - 1), dtype=torch.float32,
-                                        device=pipe.device) for k in range(K)]
-        self._pred: dict[int, Tensor] = {}
-
-    def history(self, k: int) -> Tensor:
-        c, s0 = self.pipe.cfg.a2e, self.starts[k]
-        shown = [pingpong_index(i, len(self.src)) for i in range(s0, s0 + self.T)]
-        idx = sample_history(len(self.src), np.asarray(shown), c.n_history, np.random.default_rng([HISTORY_SEED, k]))
-        return self.src.beta[torch.as_tensor(idx, device=self.src.beta.device)]
-
-    def window(self, k: int) -> Tensor:
-        if k not in self._pred:
-            self._pred[k] = self.pipe.predict_window(self.tokens, self.starts[k], self.src.alpha, self.history(k))
-        return self._pred[k]
-
-    def frame(self, i: int) -> Tensor:
-        """[n_exp] at output frame i: weighted mean over the (one or two) windows covering it."""
-        acc, wsum = None, 0.0
-        for k, s0 in enumerate(self.starts):
-            if s0 <= i < s0 + self.T:
-                w = self.weights[k][i - s0]
-                term = w * self.window(k)[i - s0]
-                acc = term if acc is None else acc + term
-                wsum = wsum + w
-        return acc / wsum
-
-    def frames(self, ids: list[int]) -> Tensor:
-        return torch.stack([self.frame(i) for i in ids])
+    return torch.cat([warp_reference(face_model, reference, alpha, ref_beta, ref_rho, beta_pred[j:j + 1],
+                                     rho[j:j + 1]) for j in range(beta_pred.shape[0])])
 
 
 class RealTalkPipeline:
-    """Both networks + the face model + the audio featurizer, on one device, in eval mode.
+    """Both networks (in a FastRealTalk) + the face model + the audio featurizer, on one device, eval mode.
 
-    channels_last (default off): the renderer's weights in NHWC, which the CPU convolution kernels run about
-    30% faster (small config, batch 8: 101 vs 143 ms/frame measured here), but NHWC kernels round
-    differently at batch 1 and batch 8, so the streaming and batched paths then differ by up to 2 grey
-    levels instead of agreeing to 1e-5; off keeps them the same frames."""
+    dtype: autocast dtype ("fp32" keeps fp32 numerics). channels_last (default on): the renderer's weights
+    and inputs in NHWC (~30% faster on CPU; frames equal to contiguous eager within fp32 rounding, tested).
+    cuda_graphs (None = on for a cuda device): replay captured graphs of both networks. max_batch: frames
+    per renderer call (and windows per A2E call)."""
 
     def __init__(self, a2e: AudioToExpression, renderer: Renderer, cfg: RealTalkConfig, face_model: Any,
-                 featurizer: Any, device: str = "cpu", feather_sigma: float = 2.0, channels_last: bool = False):
-        self.a2e = a2e.to(device).eval()
-        self.renderer = renderer.to(device).eval()
-        if channels_last:
-            self.renderer = self.renderer.to(memory_format=torch.channels_last)
+                 featurizer: Any, device: str = "cpu", feather_sigma: float = 2.0, channels_last: bool = True,
+                 dtype: str = "fp32", compile: bool = False, compile_mode: str | None = None,
+                 cuda_graphs: bool | None = None, max_batch: int = 16):
+        dev = torch.device(device)
+        if cuda_graphs is None:
+            cuda_graphs = dev.type == "cuda" and not compile
+        self.fast = FastRealTalk(a2e, renderer, dtype=dtype, channels_last=channels_last, compile=compile,
+                                 compile_mode=compile_mode, device=dev, max_batch=max_batch, cuda_graphs=cuda_graphs)
+        self.a2e, self.renderer = self.fast.a2e, self.fast.renderer
         self.cfg = cfg
         self.fm = face_model.to(device) if hasattr(face_model, "to") else face_model
         self.featurizer = featurizer
-        self.device = torch.device(device)
+        self.device = dev
         self.feather_sigma = feather_sigma
+        self._current_ref: dict[int, Tensor] | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", channels_last: bool = False) -> "RealTalkPipeline":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **options: Any) -> "RealTalkPipeline":
+        """options: channels_last, dtype, compile, cuda_graphs, max_batch (see the class)."""
         from realtalk.audio_features import get_featurizer
         from realtalk.face_models import get_face_model
 
@@ -165,8 +160,7 @@ class RealTalkPipeline:
             import warnings
 
             warnings.warn(f"{path}: trained with face model {fm_name}:{fm_fp}, found {fm.fingerprint()}", stacklevel=2)
-        return cls(a2e, ren, cfg, fm, get_featurizer(ck.get("featurizer", "logmel")), device,
-                   channels_last=channels_last)
+        return cls(a2e, ren, cfg, fm, get_featurizer(ck.get("featurizer", "logmel")), device, **options)
 
     # ------------------------------------------------------------------------------------------ source
     @torch.no_grad()
@@ -192,7 +186,7 @@ class RealTalkPipeline:
         coeffs = clip_coefficients(faces, self.fm)
         dev = self.device
         crops = to_image(faces.crops).to(dev)
-        ref_feats = self.renderer.encode_reference(crops[:1])
+        ref_feats = self.fast.encode_reference(crops[:1])
         return Source(frames=frames, faces=faces, crops=crops,
                       alpha=torch.as_tensor(coeffs.alpha, dtype=torch.float32, device=dev)[None],
                       beta=torch.as_tensor(coeffs.beta, dtype=torch.float32, device=dev),
@@ -207,53 +201,49 @@ class RealTalkPipeline:
         return torch.from_numpy(tokens).to(self.device)
 
     # ------------------------------------------------------------------------------------------ A2E
-    @torch.no_grad()
-    def predict_window(self, tokens: Tensor, start: int, alpha: Tensor, history: Tensor) -> Tensor:
-        """Expressions [T, n_exp] of the window starting at frame `start` from its audio tokens and history."""
+    def histories(self, src: Source, n_frames: int) -> Tensor:
+        """[K, N, n_exp] historical expressions of the K windows of an n_frames output (window_histories)."""
         c = self.cfg.a2e
-        lo = c.tokens_per_frame * start
-        return self.a2e(tokens[lo:lo + c.n_audio_tokens][None], alpha, history[None])[0]
+        return window_histories(src.beta, n_frames, c.T, c.overlap, c.n_history)
 
-    @torch.no_grad()
+    def clip_expressions(self, src: Source, tokens: Tensor, n_frames: int) -> ClipExpressions:
+        """The lazy per-frame expressions of this output (realtalk.fast.ClipExpressions)."""
+        return ClipExpressions(self.fast, tokens, src.alpha, self.histories(src, n_frames), n_frames)
+
     def expressions(self, src: Source, tokens: Tensor, n_frames: int) -> Tensor:
-        """[n_frames, n_exp]: overlapping windows, crossfaded (WindowedExpressions)."""
-        return WindowedExpressions(self, src, tokens, n_frames).frames(list(range(n_frames)))
+        """[n_frames, n_exp]: every window in one batched A2E call, crossfaded."""
+        return self.fast.predict_clip(tokens[None], src.alpha, self.histories(src, n_frames)[None], n_frames)[0]
 
     # ------------------------------------------------------------------------------------------ renderer
     @torch.no_grad()
     def masks(self, src: Source, idx: list[int], beta_pred: Tensor) -> Tensor:
-        """Frame by frame: the face model's GEMM rounds differently at batch 1 and batch 8 (CPU-dependent),
-        and a 1e-5 px vertex shift can flip a rasterised pixel, so batching would change the mask."""
-        from realtalk.mask import lower_face_mask
+        """[b,1,H,W] masks of output frames whose source frames are idx (frame_masks)."""
+        return frame_masks(self.fm, src.alpha, src.beta[idx], beta_pred, src.rho[idx], self.cfg.renderer.size,
+                           getattr(self.cfg.renderer, "mask", "learnable")).to(self.device)
 
-        size = self.cfg.renderer.size
-        out = []
-        for j, s in enumerate(idx):
-            rho = src.rho[s:s + 1]
-            m_src = lower_face_mask(self.fm, src.alpha, src.beta[s:s + 1], rho, size=size)
-            m_pred = lower_face_mask(self.fm, src.alpha, beta_pred[j:j + 1], rho, size=size)
-            out.append(torch.minimum(m_src, m_pred))
-        return torch.cat(out).to(self.device).float()
+    @torch.no_grad()
+    def render_masked(self, src: Source, idx: list[int], beta_pred: Tensor, mask: Tensor) -> Tensor:
+        """I_hat [b,3,H,W] fp32 in [0,1] for source frames idx under `mask`: the warp prior (when the renderer
+        edits the warped reference) and one FastRealTalk renderer call on the clip's cached reference."""
+        if self._current_ref is not src.ref_feats:  # copied into the persistent (graph-captured) buffers
+            self.fast.load_reference(src.ref_feats)
+            self._current_ref = src.ref_feats
+        warped = None
+        if self.cfg.renderer.output == "warp_residual":  # the reference (first crop) warped to the prediction
+            warped = warped_references(self.fm, src.crops[:1], src.alpha, src.beta[:1], src.rho[:1], beta_pred,
+                                       src.rho[idx])
+        return self.fast.render_batch(src.crops[idx], mask, src.alpha.expand(len(idx), -1), beta_pred,
+                                      src.rho[idx], warped)
 
     @torch.no_grad()
     def render(self, src: Source, idx: list[int], beta_pred: Tensor) -> tuple[Tensor, Tensor]:
         """(I_hat [b,3,H,W] in [0,1], mask [b,1,H,W]) for output frames whose source frames are idx."""
         mask = self.masks(src, idx, beta_pred)
-        alpha = src.alpha.expand(len(idx), -1)
-        warped = None
-        if self.cfg.renderer.output == "warp_residual":  # the reference (first crop) warped to the prediction
-            from realtalk.warp import warp_reference
-
-            # frame by frame, as the masks: batch-size-dependent GEMM rounding would make the paths differ
-            warped = torch.cat([warp_reference(self.fm, src.crops[:1], src.alpha, src.beta[:1], src.rho[:1],
-                                               beta_pred[j:j + 1], src.rho[s:s + 1]) for j, s in enumerate(idx)])
-        i_hat, _ = self.renderer(src.crops[idx], None, mask, alpha, beta_pred, src.rho[idx], ref_feats=src.ref_feats,
-                                 warped=warped)
-        return i_hat, mask
+        return self.render_masked(src, idx, beta_pred, mask), mask
 
     def stream_crops(self, src: Source, tokens: Tensor, n_frames: int) -> Iterator[tuple[int, Tensor, Tensor]]:
         """Single-frame path: yields (source index, I_hat [3,H,W], mask [1,H,W]) frame by frame."""
-        ex = WindowedExpressions(self, src, tokens, n_frames)
+        ex = self.clip_expressions(src, tokens, n_frames)
         for i in range(n_frames):
             s = pingpong_index(i, len(src))
             i_hat, mask = self.render(src, [s], ex.frames([i]))

@@ -1,15 +1,21 @@
 """RealTalk's timed regions for `realtalk-bench latency` (harness.core.latency.LatencyStage).
 
-Stages (frames_per_call in brackets), each on fixed random inputs of the real shapes:
-- a2e       [windows*16*B]: ceil(frames/16) sequential 16-frame windows per item (history fed back), from
-            audio tokens [B,32,A], shape alpha [B,n_id] and 16 historical expressions;
-- mask      [B]: project the face model's vertices and fill the lower-face polygons for B frames, as
-            realtalk.inference does (min of the source-expression and predicted-expression masks);
-- renderer  [B]: masked source + cached reference features + [alpha,beta,rho] -> blended 256x256 frames;
+Every stage calls the code that writes the evaluated frames: a realtalk.inference.RealTalkPipeline built on
+the networks with the requested dtype / compile / CUDA graphs (channels_last as the method runs it), so the
+latency reported is the latency of the frames that were scored. Stages (frames_per_call in brackets), each
+on fixed random inputs of the real shapes:
+- a2e       [frames*B]: a `frames`-frame output per item = its overlapping 16-frame windows (stride T - overlap,
+            random history per window, no feedback: all windows in one batched call) + the crossfade
+            (realtalk.fast.FastRealTalk.predict_clip -> ClipExpressions);
+- mask      [B]: project the face model's vertices and fill the lower-face polygons for B frames
+            (realtalk.inference.frame_masks: min of the source-expression and predicted-expression masks;
+            the inputs live on the device, as in the pipeline);
+- renderer  [B]: RealTalkPipeline.render_masked: the warp prior when the config's renderer edits the warped
+            reference (output="warp_residual"), then masked source + cached reference features +
+            [alpha,beta,rho] -> blended 256x256 frames;
 - paste     [B]: B 256x256 crops (device -> host uint8) pasted into 720p frames with the feathered mask
-            (realtalk.inference.RealTalkPipeline.paste -> harness.core.faces.crop.paste_frames_alpha).
-Networks run through realtalk.fast.FastRealTalk: autocast dtype, channels_last, optional torch.compile
-and CUDA graphs. FLOPs are counted on the eager networks (the compiled ones are the same maths).
+            (RealTalkPipeline.paste -> harness.core.faces.crop.paste_frames_alpha).
+FLOPs are counted on the eager networks (the compiled ones are the same maths).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import torch
 from harness.core.errors import BenchError
 from harness.core.latency import LatencyStage, count_flops
 from realtalk.config import RealTalkConfig, get_config
-from realtalk.fast import CudaGraphRunner, FastRealTalk
+from realtalk.fast import window_starts
 
 FRAME_HW = (720, 1280)  # the paste stage's full frame (720p)
 CROP_BOX = (410, 130, 870, 590)  # a 460 px square crop (1.85 x a ~250 px face) in the 720p frame
@@ -57,26 +63,14 @@ def _guard(run: Callable[[Any], Any], name: str, device: str) -> Callable[[Any],
     return wrapped
 
 
-def _graphed(fn: Callable[..., Any], example: tuple, enabled: bool) -> Callable[..., Any]:
-    """fn itself, or (cuda_graphs) a CudaGraphRunner captured lazily on the first call's inputs."""
-    if not enabled:
-        return fn
-    holder: dict[str, CudaGraphRunner] = {}
-
-    def run(*inputs: Any) -> Any:
-        if "g" not in holder:
-            holder["g"] = CudaGraphRunner(fn, inputs)
-        return holder["g"](*inputs)
-
-    return run
-
-
 def realtalk_stages(a2e: torch.nn.Module, renderer: torch.nn.Module, face_model: Any, config: RealTalkConfig, *,
                     device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
                     cuda_graphs: bool = False, frames: int = 16, compile_mode: str | None = None,
-                    weights_note: str = "") -> list[LatencyStage]:
-    """The four stages on `device`. cuda_graphs: compile mode 'reduce-overhead' with --compile, else a
-    manual CUDA-graph capture of the network call (cuda only)."""
+                    weights_note: str = "", channels_last: bool = True) -> list[LatencyStage]:
+    """The four stages on `device`. cuda_graphs: compile mode 'reduce-overhead' with --compile, else the
+    pipeline's own CUDA-graph replay of the network calls (cuda only)."""
+    from realtalk.inference import RealTalkPipeline, frame_masks
+
     dev = torch.device(device)
     if cuda_graphs and dev.type != "cuda":
         raise BenchError("CUDA graphs need a cuda device")
@@ -84,63 +78,67 @@ def realtalk_stages(a2e: torch.nn.Module, renderer: torch.nn.Module, face_model:
         raise BenchError(f"batch ({batch}) and frames ({frames}) must be >= 1")
     if compile and cuda_graphs:
         compile_mode = "reduce-overhead"
-    manual_graphs = cuda_graphs and not compile
-    fast = FastRealTalk(a2e, renderer, dtype=dtype, channels_last=True, compile=compile, compile_mode=compile_mode,
-                        device=dev, max_batch=max(batch, 1))
+    pipe = RealTalkPipeline(a2e, renderer, config, face_model, None, device=str(dev), dtype=dtype,
+                            channels_last=channels_last, compile=compile, compile_mode=compile_mode,
+                            cuda_graphs=cuda_graphs and not compile, max_batch=max(batch, 1))
+    fast = pipe.fast
     ca, cr = config.a2e, config.renderer
-    how = f"{dtype}, channels_last" + (f", torch.compile ({compile_mode or 'max-autotune-no-cudagraphs'})"
-                                       if compile else "") + (", CUDA graphs" if cuda_graphs else "")
-    common = f"config {config.name}; {how}" + (f"; {weights_note}" if weights_note else "")
+    how = f"{dtype}" + (", channels_last" if channels_last else "") + (
+        f", torch.compile ({compile_mode or 'max-autotune-no-cudagraphs'})" if compile else "") + (
+        ", CUDA graphs" if cuda_graphs else "")
+    common = f"config {config.name}; {how}; realtalk.inference.RealTalkPipeline" + (
+        f"; {weights_note}" if weights_note else "")
     gen = torch.Generator().manual_seed(0)
+    s = cr.size
 
     # ------------------------------------------------------------------ a2e
-    n_windows = math.ceil(frames / ca.T)
+    n_windows = len(window_starts(frames, ca.T, ca.overlap))
+    n_pad = window_starts(frames, ca.T, ca.overlap)[-1] + ca.T
 
     def a2e_inputs() -> tuple[torch.Tensor, ...]:
-        return (torch.randn(batch, ca.n_audio_tokens * n_windows, ca.audio_dim, generator=gen).to(dev),
+        return (torch.randn(batch, ca.tokens_per_frame * n_pad, ca.audio_dim, generator=gen).to(dev),
                 torch.randn(batch, ca.n_id, generator=gen).to(dev),
-                torch.randn(batch, ca.n_history, ca.n_exp, generator=gen).to(dev))
-
-    a2e_call = _graphed(lambda t, a, h: fast.predict_clip(t, a, h, n_windows), (), manual_graphs)
+                torch.randn(batch, n_windows, ca.n_history, ca.n_exp, generator=gen).to(dev))
 
     def a2e_flops(x: tuple[torch.Tensor, ...]) -> int:
         tok = x[0][:, :ca.n_audio_tokens]
-        return (count_flops(lambda: a2e(tok, x[1], x[2])) or 0) * n_windows
+        return (count_flops(lambda: a2e(tok, x[1], x[2][:, 0])) or 0) * n_windows
 
     # ------------------------------------------------------------------ mask
-    from realtalk.mask import lower_face_mask
+    mask_kind = getattr(cr, "mask", "learnable")
 
     def mask_inputs() -> tuple[torch.Tensor, ...]:
-        alpha = torch.zeros(batch, face_model.n_id)
+        alpha = torch.zeros(1, face_model.n_id)
         beta_src = 0.5 * torch.randn(batch, face_model.n_exp, generator=gen)
         beta_pred = 0.5 * torch.randn(batch, face_model.n_exp, generator=gen)
-        rho = default_pose(face_model, cr.size).expand(batch, -1).clone()
-        return alpha, beta_src, beta_pred, rho
+        rho = default_pose(face_model, s).expand(batch, -1).clone()
+        return alpha.to(dev), beta_src.to(dev), beta_pred.to(dev), rho.to(dev)  # as the pipeline holds them
 
     def run_mask(x: tuple[torch.Tensor, ...]) -> torch.Tensor:
         alpha, beta_src, beta_pred, rho = x
-        m_src = lower_face_mask(face_model, alpha, beta_src, rho, size=cr.size)
-        m_pred = lower_face_mask(face_model, alpha, beta_pred, rho, size=cr.size)
-        return torch.minimum(m_src, m_pred).to(dev)
+        return frame_masks(pipe.fm, alpha, beta_src, beta_pred, rho, s, mask_kind).to(dev)
 
     # ------------------------------------------------------------------ renderer
-    s = cr.size
-
-    def ren_inputs() -> tuple[torch.Tensor, ...]:
-        ref = torch.rand(1, 3, s, s, generator=gen).to(dev)
-        fast.set_reference(ref)  # once per clip, outside the timed region
+    def ren_inputs() -> tuple[Any, ...]:
+        crops = torch.rand(batch, 3, s, s, generator=gen).to(dev)
+        rho = default_pose(face_model, s).expand(batch, -1).clone()
+        src = SimpleNamespace(crops=crops, alpha=torch.zeros(1, cr.n_id).to(dev),
+                              beta=(0.5 * torch.randn(batch, cr.n_exp, generator=gen)).to(dev), rho=rho.to(dev))
+        src.ref_feats = fast.encode_reference(crops[:1])  # once per clip, outside the timed region
         mask = torch.ones(batch, 1, s, s)
         mask[:, :, s // 2:] = 0
-        src = torch.rand(batch, 3, s, s, generator=gen)
-        return (src.to(dev).contiguous(memory_format=torch.channels_last),
-                mask.to(dev).contiguous(memory_format=torch.channels_last),
-                torch.randn(batch, cr.n_id, generator=gen).to(dev), torch.randn(batch, cr.n_exp, generator=gen).to(dev),
-                torch.randn(batch, cr.n_pose, generator=gen).to(dev))
+        beta_pred = (0.5 * torch.randn(batch, cr.n_exp, generator=gen)).to(dev)
+        return src, list(range(batch)), beta_pred, mask.to(dev)
 
-    ren_call = _graphed(fast.render_batch, (), manual_graphs)
+    def run_renderer(x: tuple[Any, ...]) -> torch.Tensor:
+        return pipe.render_masked(*x)
 
-    def ren_flops(x: tuple[torch.Tensor, ...]) -> int:
-        return count_flops(lambda: renderer(x[0], None, x[1], x[2], x[3], x[4], ref_feats=fast.ref_feats)) or 0
+    def ren_flops(x: tuple[Any, ...]) -> int:
+        src, idx, beta_pred, mask = x
+        return count_flops(lambda: renderer(src.crops, None, mask, src.alpha.expand(batch, -1), beta_pred, src.rho,
+                                            ref_feats=src.ref_feats)) or 0
+
+    warp_note = "; warp prior (realtalk.warp) timed with it" if cr.output == "warp_residual" else ""
 
     # ------------------------------------------------------------------ paste
     def paste_inputs() -> tuple[Any, ...]:
@@ -156,21 +154,20 @@ def realtalk_stages(a2e: torch.nn.Module, renderer: torch.nn.Module, face_model:
         return src, i_hat, mask.to(dev)
 
     def run_paste(x: tuple[Any, ...]) -> np.ndarray:
-        from realtalk.inference import RealTalkPipeline
-
         src, i_hat, mask = x
-        return RealTalkPipeline.paste(SimpleNamespace(feather_sigma=2.0), src, list(range(batch)), i_hat, mask)
+        return pipe.paste(src, list(range(batch)), i_hat, mask)
 
     return [
-        LatencyStage("a2e", a2e_inputs, _guard(lambda x: a2e_call(*x), "a2e", device),
-                     frames_per_call=batch * ca.T * n_windows, module=a2e, flops_per_call=a2e_flops,
-                     notes=f"{n_windows} sequential {ca.T}-frame window(s) per item (history fed back); {common}"),
+        LatencyStage("a2e", a2e_inputs, _guard(lambda x: fast.predict_clip(*x, frames), "a2e", device),
+                     frames_per_call=batch * frames, module=a2e, flops_per_call=a2e_flops,
+                     notes=f"{frames} frames = {n_windows} overlapping {ca.T}-frame window(s) per item in one batched "
+                           f"call (random history, crossfade); {common}"),
         LatencyStage("mask", mask_inputs, run_mask, frames_per_call=batch,
-                     notes=f"project {face_model.name} vertices + cv2.fillPoly, 2 masks/frame (source and predicted "
-                           f"expression), CPU then to {device}", flops_per_call=lambda x: 0),
-        LatencyStage("renderer", ren_inputs, _guard(lambda x: ren_call(*x), "renderer", device),
+                     notes=f"{mask_kind} mask: project {face_model.name} vertices + cv2.fillPoly, 2 masks/frame "
+                           f"(source and predicted expression), CPU then to {device}", flops_per_call=lambda x: 0),
+        LatencyStage("renderer", ren_inputs, _guard(run_renderer, "renderer", device),
                      frames_per_call=batch, module=renderer, flops_per_call=ren_flops,
-                     notes=f"reference encoded once per clip (not timed); {common}"),
+                     notes=f"reference encoded once per clip (not timed){warp_note}; {common}"),
         LatencyStage("paste", paste_inputs, run_paste, frames_per_call=batch, flops_per_call=lambda x: 0,
                      notes=f"{s}px crops -> {FRAME_HW[0]}p frames, feathered mask (RealTalkPipeline.paste)"),
     ]
@@ -218,5 +215,6 @@ def latency_stages_for_method(method: Any, *, device: str = "cpu", batch: int = 
     else:
         a2e, ren, fm, cfg = build_networks(config or "small")
         note = "weights: random init (latency does not depend on weight values)"
+    kw.setdefault("channels_last", bool(getattr(method, "channels_last", True)))
     return realtalk_stages(a2e.to(device), ren.to(device), fm, cfg, device=device, batch=batch, dtype=dtype,
                            compile=compile, cuda_graphs=cuda_graphs, frames=frames, weights_note=note, **kw)

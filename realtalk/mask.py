@@ -1,4 +1,6 @@
-"""The 3D-prior lower-face mask (RealTalk's facial-region mask) and the naive lower-half ablation.
+"""The 3D-prior lower-face mask (RealTalk's "learnable" facial-region mask) and the naive lower-half ablation.
+
+`region_mask(kind, ...)` picks one by RendererConfig.mask (Table 6), in training and inference alike.
 
 M = 1 keeps the source pixel (upper face, background); M = 0 is the region the renderer generates.
 The region is the face model's contour (cheek -> jaw -> chin -> jaw -> cheek, closed under the nose),
@@ -77,6 +79,23 @@ def naive_lower_half_mask(batch: int, size: int = 256, device: torch.device | st
     m = torch.ones(batch, 1, size, size, device=device)
     m[:, :, size // 2:, :] = 0.0
     return m
+
+
+MASK_KINDS = ("learnable", "naive")  # RendererConfig.mask; Table 6 of the paper
+
+
+def region_mask(kind: str, face_model: FaceModel, alpha: torch.Tensor, beta: torch.Tensor, rho: torch.Tensor,
+                size: int = 256) -> torch.Tensor:
+    """The renderer's region mask of a config (RendererConfig.mask), [B,1,size,size] on beta's device:
+    "learnable" = the 3D-prior lower-face mask of the given expression (the paper's), "naive" = the fixed
+    lower half (Table 6 ablation), the same for every frame whatever the face does."""
+    if kind == "learnable":
+        return lower_face_mask(face_model, alpha, beta, rho, size=size)
+    if kind == "naive":
+        beta = as_batch(beta, face_model.n_exp)
+        device = beta.device if isinstance(beta, torch.Tensor) else torch.device("cpu")
+        return naive_lower_half_mask(beta.shape[0], size, device)
+    raise ValueError(f"unknown mask {kind!r}; known: {', '.join(MASK_KINDS)}")
 
 
 def apply_mask(source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

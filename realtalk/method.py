@@ -1,9 +1,11 @@
-"""Registers the method "realtalk": a trained RealTalk checkpoint run through realtalk.inference.
+"""Registers the method "realtalk": a trained RealTalk checkpoint run through realtalk.inference (the optimised
+realtalk.fast path: the frames scored are the frames `realtalk-bench latency` times).
 
 kwargs: checkpoint (path to a combined checkpoint from `realtalk-bench train` / export_combined; None = the
-demo checkpoint, trained on first use), device, batch_size, streaming (single-frame path), channels_last
-(NHWC renderer: ~30% faster on CPU, frames differ by rounding), config (latency only).
-fingerprint = sha256 of the checkpoint file + a hash of its config and of the inference options.
+demo checkpoint, trained on first use), device, batch_size, streaming (single-frame path), dtype (auto = bf16
+on cuda, fp32 on cpu; autocast), channels_last (NHWC renderer, default on: ~30% faster on CPU, frames equal
+to the contiguous eager path within fp32 rounding), cuda_graphs (auto = on for cuda), config (latency only).
+fingerprint = sha256 of the checkpoint file + a hash of its config and of the options that change frames.
 """
 from __future__ import annotations
 
@@ -50,6 +52,15 @@ def _checkpoint_loads(method: "RealTalkMethod") -> tuple[bool, str]:
     return True, ""
 
 
+def _flag(v: bool | str) -> bool:
+    """A bool method argument, also from `--method-arg key=false` (strings)."""
+    if isinstance(v, str):
+        if v.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"{v!r} is not a boolean (true/false)")
+        return v.lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
 @register
 class RealTalkMethod(Method):
     name = "realtalk"
@@ -57,14 +68,17 @@ class RealTalkMethod(Method):
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int | None = None,
                  streaming: bool = False, root: str | Path | None = None, config: str | None = None,
-                 channels_last: bool = False):
+                 channels_last: bool | str = True, dtype: str = "auto", cuda_graphs: bool | str | None = None):
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.config = config  # latency only: time random-init networks of this config (paper | small)
         # frames per renderer call; default 2 on CPU (fastest per frame here: 236 vs 297 ms at 8, one thread,
         # small config; activations of larger batches fall out of cache), 16 on a GPU. Frames do not depend on it.
         self.batch_size = int(batch_size) if batch_size else (2 if str(device).startswith("cpu") else 16)
-        self.device, self.streaming, self.root = device, streaming, root
-        self.channels_last = bool(channels_last)
+        self.device, self.streaming, self.root = device, _flag(streaming), root
+        self.channels_last = _flag(channels_last)
+        on_cuda = str(device).startswith("cuda")
+        self.dtype = ("bf16" if on_cuda else "fp32") if dtype in (None, "auto") else str(dtype)
+        self.cuda_graphs = on_cuda if cuda_graphs in (None, "auto") else _flag(cuda_graphs)
         self._pipe = None
         self._fp: str | None = None
 
@@ -95,7 +109,8 @@ class RealTalkMethod(Method):
             from realtalk.inference import RealTalkPipeline
 
             self._pipe = RealTalkPipeline.from_checkpoint(self.checkpoint_path(), self.device,
-                                                          channels_last=self.channels_last)
+                                                          channels_last=self.channels_last, dtype=self.dtype,
+                                                          cuda_graphs=self.cuda_graphs, max_batch=self.batch_size)
         return self._pipe
 
     def fingerprint(self) -> str:
@@ -106,9 +121,10 @@ class RealTalkMethod(Method):
 
             p = self.checkpoint_path()
             cfg = torch.load(p, map_location="cpu", weights_only=False)["config"]
-            opts = {"config": cfg, "streaming": self.streaming}
-            if self.channels_last:  # only when on, so default fingerprints (and cached videos) stay valid
-                opts["channels_last"] = True
+            # the path (realtalk.fast, random history) and the options that change frames by rounding;
+            # CUDA graphs replay the same kernels, so they are not part of it
+            opts = {"config": cfg, "streaming": self.streaming, "path": "fast-1", "dtype": self.dtype,
+                    "channels_last": self.channels_last}
             blob = json.dumps(opts, sort_keys=True).encode()
             self._fp = f"{file_digest(p)[:16]}-{hashlib.sha256(blob).hexdigest()[:8]}"
         return self._fp
@@ -122,13 +138,15 @@ class RealTalkMethod(Method):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(checkpoint=str(self.checkpoint_path()), device=self.device, streaming=self.streaming,
-                 channels_last=self.channels_last)
+                 channels_last=self.channels_last, dtype=self.dtype, cuda_graphs=self.cuda_graphs,
+                 batch_size=self.batch_size)
         return d
 
     def latency_stages(self, *, device: str = "cpu", batch: int = 1, dtype: str = "fp32", compile: bool = False,
                        cuda_graphs: bool = False) -> list[Any]:
-        """a2e / mask / renderer / paste stages (realtalk.latency_stages); with config=NAME, random-init
-        networks of that config (latency does not depend on weight values)."""
+        """a2e / mask / renderer / paste stages (realtalk.latency_stages: the same RealTalkPipeline code that
+        writes the scored frames, with this method's channels_last); with config=NAME, random-init networks
+        of that config (latency does not depend on weight values)."""
         from realtalk.latency_stages import latency_stages_for_method
 
         return latency_stages_for_method(self, device=device, batch=batch, dtype=dtype, compile=compile,

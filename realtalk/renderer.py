@@ -6,7 +6,9 @@ Decoder: one FIA module per level 1/16, 1/8, 1/4, 1/2, 1/1. A FIA module
     upsamples (not at 1/16) -> merges the source skip feature (concat + 1x1, ours) ->
     n residual blocks whose norms are AdaIN, scale/bias from a 3-layer MLP of [alpha, beta, rho] (lip-shape control)
     -> cross-attention from the decoder features to the reference encoder features of the same
-       resolution, at 1/8 and 1/16 only (face-texture reference).
+       resolution, at 1/8 and 1/16 only (face-texture reference). Table 7 ablation: cfg.reference_module
+       "flow" / "deform" puts flow-based warping / deformable convolution there (realtalk.reference_modules).
+Mask: cfg.mask = "learnable" uses the caller's 3D-prior mask; "naive" (Table 6) the fixed lower half.
 Head: conv -> sigmoid gives F_d in [0,1]; I_hat = M * I_s + (1 - M) * F_d.
 With output="ref_residual" (ours; the small CPU config) the head instead edits the reference frame:
 F_d = sigmoid(logit(I_r) + head), so an untrained renderer starts from the reference's lower face (the same
@@ -29,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from realtalk.config import RendererConfig
+from realtalk.mask import MASK_KINDS, naive_lower_half_mask
+from realtalk.reference_modules import build_reference_module
 
 
 def _gn(c: int, groups: int) -> nn.GroupNorm:
@@ -102,49 +106,6 @@ class AdaINResBlock(nn.Module):
         return x + h
 
 
-def sincos_2d(h: int, w: int, dim: int, device, dtype) -> Tensor:
-    """Fixed 2-D sinusoidal position code [h*w, dim] so attention can use location as well as content."""
-    q = dim // 4
-    omega = 1.0 / (10000 ** (torch.arange(q, device=device, dtype=torch.float32) / max(q, 1)))
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32) / h * 64,
-                            torch.arange(w, device=device, dtype=torch.float32) / w * 64, indexing="ij")
-    y = ys.reshape(-1, 1) * omega
-    x = xs.reshape(-1, 1) * omega
-    pe = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1)
-    if pe.shape[1] < dim:
-        pe = F.pad(pe, (0, dim - pe.shape[1]))
-    return pe.to(dtype)
-
-
-class ReferenceCrossAttention(nn.Module):
-    """Decoder features (queries) attend to the reference encoder features (keys/values), residual."""
-
-    def __init__(self, c_q: int, c_kv: int, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.dim = dim
-        self.norm_q = nn.LayerNorm(c_q)
-        self.norm_kv = nn.LayerNorm(c_kv)
-        self.to_q = nn.Linear(c_q, dim)
-        self.to_k = nn.Linear(c_kv, dim)
-        self.to_v = nn.Linear(c_kv, dim)
-        self.out = nn.Linear(dim, c_q)
-
-    def forward(self, x: Tensor, ref: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        pe = sincos_2d(h, w, self.dim, x.device, x.dtype)
-        xq = x.flatten(2).transpose(1, 2)  # [B, HW, C]
-        kv = ref.flatten(2).transpose(1, 2)
-        q = self.to_q(self.norm_q(xq)) + pe
-        kvn = self.norm_kv(kv)
-        k = self.to_k(kvn) + sincos_2d(ref.shape[2], ref.shape[3], self.dim, x.device, x.dtype)
-        v = self.to_v(kvn)
-        sh = lambda t: t.view(b, -1, self.heads, self.dim // self.heads).transpose(1, 2)  # noqa: E731
-        o = F.scaled_dot_product_attention(sh(q), sh(k), sh(v))
-        o = o.transpose(1, 2).reshape(b, h * w, self.dim)
-        return x + self.out(o).transpose(1, 2).reshape(b, c, h, w)
-
-
 class FIAModule(nn.Module):
     """Facial Identity Alignment module: upsample, AdaIN res-blocks driven by [alpha,beta,rho], ref attention."""
 
@@ -161,7 +122,8 @@ class FIAModule(nn.Module):
         )
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
-        self.attn = ReferenceCrossAttention(cout, c_ref, cfg.attn_dim, cfg.attn_heads) if c_ref else None
+        # face-texture reference structure (Table 7: cross-attention, or flow / deformable alternatives)
+        self.attn = build_reference_module(cfg.reference_module, cout, c_ref, cfg) if c_ref else None
 
     def forward(self, x: Tensor, skip: Tensor, code: Tensor, ref: Tensor | None) -> Tensor:
         if self.upsample:
@@ -181,6 +143,8 @@ class Renderer(nn.Module):
     def __init__(self, cfg: RendererConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.mask not in MASK_KINDS:
+            raise ValueError(f"unknown mask {cfg.mask!r}; known: {', '.join(MASK_KINDS)}")
         self.encoder = Encoder(cfg)
         code_dim = cfg.n_id + cfg.n_exp + cfg.n_pose
         enc_c = {1: cfg.stem, **{2 ** (i + 1): c for i, c in enumerate(cfg.enc_channels)}}
@@ -208,6 +172,16 @@ class Renderer(nn.Module):
         """Standardise the AdaIN MLP input with the mean/std of training codes [K, code_dim]."""
         self.code_mean.copy_(codes.mean(0))
         self.code_std.copy_(codes.std(0).clamp_min(1e-3))
+
+    def region_mask(self, mask: Tensor) -> Tensor:
+        """The mask this renderer generates under: the caller's 3D-prior mask (cfg.mask = "learnable", it needs
+        the face model), or, for the Table 6 ablation (cfg.mask = "naive"), the fixed lower half made here, so
+        every training and inference path (RAM clips, shards, the pipeline) gets it without knowing."""
+        if self.cfg.mask == "learnable":
+            return mask
+        if self.cfg.mask == "naive":
+            return naive_lower_half_mask(mask.shape[0], mask.shape[-1], mask.device).to(mask.dtype)
+        raise ValueError(f"unknown mask {self.cfg.mask!r}; known: {', '.join(MASK_KINDS)}")
 
     REF_IMAGE = 0  # ref_feats key of the reference image itself (output="ref_residual")
 
@@ -238,6 +212,7 @@ class Renderer(nn.Module):
     def forward(self, source: Tensor, reference: Tensor | None, mask: Tensor, alpha: Tensor, beta: Tensor,
                 rho: Tensor, ref_feats: dict[int, Tensor] | None = None, warped: Tensor | None = None
                 ) -> tuple[Tensor, Tensor]:
+        mask = self.region_mask(mask)
         masked = mask * source
         b = source.shape[0]
         if ref_feats is None:  # training path: one shared-encoder pass over [masked source; reference]

@@ -61,7 +61,22 @@ def load_run(path: str | Path) -> RunData:
         summary = json.loads(summary_path.read_text())
     except ValueError as exc:
         raise BenchError(f"summary.json is not valid JSON: {exc}", summary_path) from exc
+    try:  # wall-clock keys (started, wall_s, timings, ...) live beside it (harness/store.py WALL_CLOCK)
+        timings = json.loads((p / "timings.json").read_text())
+    except (OSError, ValueError):
+        timings = {}
+    results = summary.get("results", {}) if isinstance(summary, dict) else None
+    if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
+        raise BenchError("summary.json is not a run summary (an object whose 'results' maps setting -> method)",
+                         summary_path)
+    if isinstance(timings, dict):
+        summary.update({k: v for k, v in timings.items() if k not in summary})
     csv = p / "per_clip.csv"
-    per_clip = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame(
-        columns=["method", "setting", "clip_id", "metric", "value_name", "value", "protocol"])
+    cols = ["method", "setting", "clip_id", "metric", "value_name", "value", "protocol"]
+    try:
+        per_clip = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame(columns=cols)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise BenchError(f"per_clip.csv is not readable as CSV: {exc}".splitlines()[0], csv) from None
+    if missing := [c for c in ("method", "setting", "clip_id", "value_name", "value") if c not in per_clip.columns]:
+        raise BenchError(f"per_clip.csv lacks column(s) {', '.join(missing)} (cut short or not a run's table?)", csv)
     return RunData(p, summary, per_clip)

@@ -264,7 +264,8 @@ def _block(run: RunData, columns: list[tuple[str, str, str, str]], notes: _Notes
                 if _low_coverage(v, value_name):
                     cell.flags.append("coverage")
             else:
-                cell.footnote = notes.add(_reason(unavailable, value_name, setting, method, results), value_name)
+                cell.footnote = notes.add(_reason(unavailable, value_name, setting, method, results,
+                                                  unavailable_values(run)), value_name)
             cells.append(cell)
         _spread_face_coverage(cells, columns, results, method)
         rt, source = _runtime(run, method)
@@ -306,11 +307,22 @@ class _Notes:
 
 
 def _excluded_note(run: RunData, notes: _Notes) -> None:
+    for setting, info in (run.summary.get("settings") or {}).items():
+        if isinstance(info, dict) and info.get("skipped_unpaired"):
+            notes.add(f"{run.split} {setting_coverage_text(setting, info)}")
     for setting, cs in (run.summary.get("clip_set") or {}).items():
         excluded = cs.get("excluded") or {}
         if excluded:
             notes.add(f"{run.split} {setting}: n = {len(cs.get('common', []))} common clips; "
                              f"{len(excluded)} excluded (failed for some method): {', '.join(sorted(excluded))}")
+
+
+def setting_coverage_text(setting: str, info: dict[str, Any]) -> str:
+    """'cross_audio: n of N clips (k without a drive pair: ids)' from summary settings.<setting>."""
+    skipped = list(info.get("skipped_unpaired") or [])
+    shown = ", ".join(skipped[:10]) + (f", ... ({len(skipped)} in all)" if len(skipped) > 10 else "")
+    return (f"{setting}: {info.get('clips')} of {info.get('of')} clips ({len(skipped)} without a drive pair, "
+            f"reconstruction only: {shown})")
 
 
 def paper_table(runs: list[RunData], columns: list[tuple[str, str, str, str]] | None = None) -> Table:
@@ -356,10 +368,38 @@ def with_extra_columns(columns: list[tuple[str, str, str, str]], runs: list[RunD
         if vn in placed_names or col in extras or entry.get("metric") in placed_metrics:
             continue
         extras.append(col)
+    for run in runs:  # a metric named but unavailable: its columns stay, as "—" with the reason
+        for metric, info in unavailable_values(run).items():
+            if metric in placed_metrics or placed_names & set(info["values"]):
+                continue
+            for setting in info["settings"]:
+                for vn in info["values"]:
+                    col = (GROUP_OF_SETTING.get(setting, setting), vn, setting, vn)
+                    if col not in extras:
+                        extras.append(col)
     out = list(columns)
     for col in extras:
         same = [j for j, c in enumerate(out) if c[0] == col[0] and c[2] == col[2]]
         out.insert(same[-1] + 1 if same else len(out), col)
+    return out
+
+
+def unavailable_values(run: RunData) -> dict[str, dict[str, list[str]]]:
+    """metric -> {"values", "settings"} of each metric the run could not compute: as the run recorded it
+    (summary "unavailable_values"), else (older runs) from the metric registry, else the metric's own name in
+    every setting the run has."""
+    recorded = run.summary.get("unavailable_values") or {}
+    settings = list(run.summary.get("results") or {}) or list((run.summary.get("config") or {}).get("settings") or [])
+    out: dict[str, dict[str, list[str]]] = {}
+    for metric in run.summary.get("unavailable") or {}:
+        info = recorded.get(metric)
+        if isinstance(info, dict) and info.get("values"):
+            out[metric] = {"values": list(info["values"]), "settings": list(info.get("settings") or settings)}
+            continue
+        from metrics.base import load_all
+
+        cls = load_all().get(metric)
+        out[metric] = {"values": list(getattr(cls, "outputs", ()) or (metric,)), "settings": settings}
     return out
 
 
@@ -374,6 +414,11 @@ def column_direction(runs: list[RunData], setting: str, value_name: str) -> tupl
             fallback = fallback or (True, entry["higher_is_better"])
     if fallback:
         return fallback
+    for run in runs:  # an unavailable metric's direction, as the run recorded it
+        for info in (run.summary.get("unavailable_values") or {}).values():
+            hib = info.get("higher_is_better") if isinstance(info, dict) else None
+            if isinstance(hib, dict) and value_name in hib:
+                return True, hib[value_name]
     reg = _registry_values()
     if value_name in reg:
         return True, reg[value_name][1]
@@ -403,8 +448,12 @@ def _registry_values() -> dict[str, tuple[str, bool | None]]:
 _REGISTRY_VALUES: dict[str, Any] = {}
 
 
-def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: str, results: dict[str, Any]) -> str:
+def _reason(unavailable: dict[str, str], value_name: str, setting: str, method: str, results: dict[str, Any],
+            unavailable_vals: dict[str, dict[str, list[str]]] | None = None) -> str:
     """Why a value is missing, without the value's name (the footnote lists the names sharing a reason)."""
+    for name, info in (unavailable_vals or {}).items():
+        if value_name in info["values"] and name in unavailable:
+            return f"metric {name} unavailable: {unavailable[name]}"
     metric = next((e["metric"] for _, vn, e in _recorded_in(results) if vn == value_name and e.get("metric")), None)
     metric = metric or _registry_values().get(value_name, (value_name.lower(), None))[0]
     for name, why in unavailable.items():

@@ -29,3 +29,22 @@ def test_memo_is_bounded() -> None:
     frames = np.arange(5 * 12, dtype=np.uint8).reshape(5, 2, 2, 3)
     memo.map("ns", frames, lambda f: list(range(len(f))))
     assert len(memo) == 3
+
+
+def test_face_models_load_once_per_process() -> None:
+    """The detector / landmarker every clip_faces call and LMD instance used to rebuild: one per settings per
+    process (counted in PASSES.loads), forgotten by clear_all like the networks."""
+    from metrics.face_models import shared_detector, shared_landmarker
+    from metrics.frame_memo import clear_all
+    from metrics.passes import PASSES
+
+    clear_all()
+    PASSES.reset()
+    lm = shared_landmarker("dlib")
+    assert shared_landmarker("dlib") is lm and PASSES.loads["landmarker:dlib"] == 1
+    det = shared_detector("dlib_hog")
+    assert shared_detector("dlib_hog") is det
+    other = shared_detector("dlib_hog", max_side=160)
+    assert other is not det and other.max_side == 160 and PASSES.loads["detector:dlib_hog"] == 2
+    clear_all()  # a fresh process loads again
+    assert shared_landmarker("dlib") is not lm and PASSES.loads["landmarker:dlib"] == 2

@@ -116,6 +116,38 @@ def test_new_generated_video_does_zero_gt_passes(env: Path, clip) -> None:
     assert gt_passes(gt_crops) == {"inception": 0, "landmarks": 0, "identity": 1, "syncnet_audio": 0}
 
 
+def test_ground_truth_scored_as_a_method_does_zero_passes_when_warm(env: Path, clip) -> None:
+    """The reference row (the ground truth's own frames as the generated video, e.g. baselines' ground_truth):
+    everything computed from them is ground-truth work, so a second process runs none of it — Inception,
+    landmarks, identity embeddings of every frame, SyncNet video windows and audio windows: zero passes each."""
+    gt, audio = clip
+    n_win = N - 5
+    fresh_process()
+    cold_res, pair = score(gt, audio, gt.frames)
+    gt_crops = pair.gt_crops
+    assert np.array_equal(pair.gen_crops, gt_crops)
+    cold = {**gt_passes(gt_crops), "identity_frames": sum(PASSES.times("identity", gt_crops)),
+            "syncnet_video": PASSES.frames["syncnet_video"]}
+    # once each (the per-process memo shares the reference set and the "generated" copy): the counters see them
+    assert cold == {"inception": N, "landmarks": N, "identity": 1, "syncnet_audio": n_win,
+                    "identity_frames": N, "syncnet_video": n_win}
+
+    fresh_process()
+    warm_res, _ = score(gt, audio, gt.frames)
+    warm = {**gt_passes(gt_crops), "identity_frames": sum(PASSES.times("identity", gt_crops)),
+            "syncnet_video": PASSES.frames["syncnet_video"]}
+    assert warm == {k: 0 for k in cold}
+    assert warm_res.values == cold_res.values  # the cache holds the arrays as computed
+    info = json.loads(capture_stdout(lambda: main(["cache", "info", "--json"])))
+    assert info["gtsyncvideo"]["entries"] == 1 and info["gtsyncvideo"]["bytes"] > 0
+
+    fresh_process()  # a generated video that differs from the ground truth is never stored as ground truth
+    score(gt, audio, versions(gt.frames)["blur"], ["syncnet"])
+    assert PASSES.frames["syncnet_video"] == n_win and PASSES.frames["syncnet_audio"] == 0
+    info = json.loads(capture_stdout(lambda: main(["cache", "info", "--json"])))
+    assert info["gtsyncvideo"]["entries"] == 1
+
+
 def pair_b_crops(gt, frames: np.ndarray) -> np.ndarray:
     from metrics.compute import aligned_pair
 

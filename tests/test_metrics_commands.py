@@ -74,3 +74,33 @@ def test_metrics_cli_frame_folder(data_root, tmp_path, capsys, monkeypatch):
     assert main(["metrics", "--gen", str(tmp_path), "--gt", str(tmp_path), "--metrics", "ssim,psnr"]) == 0
     out = capsys.readouterr().out
     assert "SSIM" in out and "100.0000" in out  # PSNR of identical frames: the 100 dB cap
+
+
+def test_metrics_named_but_unavailable_exits_1(data_root, capsys, monkeypatch):
+    """As `run`: a metric named in --metrics that cannot be computed fails the command with one line saying which
+    and why; the metrics that could be computed are still shown. styletalk videos carry no audio track."""
+    monkeypatch.setenv("COLUMNS", "300")
+    clip = str(data_root / "styletalk" / "video" / "Obama_clip3.mp4")
+    code = main(["metrics", "--gen", clip, "--gt", clip, "--metrics", "ssim,av_sync", "--max-frames", "60"])
+    cap = capsys.readouterr()
+    errors = [ln for ln in cap.err.splitlines() if ln.startswith("error: ")]
+    assert code == 1 and errors == ["error: metric av_sync unavailable: needs the driving audio (--audio, or a "
+                                    "ground-truth video with sound)"], cap.err
+    assert "SSIM" in cap.out
+    wav = str(data_root / "styletalk" / "wav" / "Obama_clip3.wav")  # with its speech the same pair passes
+    assert main(["metrics", "--gen", clip, "--gt", clip, "--metrics", "ssim,av_sync", "--max-frames", "60",
+                 "--audio", wav]) == 0
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_named_unavailable_rule():
+    """Only metrics named explicitly count (the default 'all' lists what this machine lacks), and a sync metric
+    skipped for silent driving audio does not (run skips it per clip and exits 0)."""
+    import numpy as np
+
+    from harness.commands.metrics import named_unavailable
+
+    why = {"lpips": "alexnet-owt-7be5be79.pth not at /x", "av_sync": "needs speech: the driving audio is silent"}
+    assert named_unavailable(why, None, None) == []
+    assert named_unavailable(why, ["ssim", "lpips"], None) == ["lpips"]
+    assert named_unavailable(why, ["lpips", "av_sync"], np.zeros(16000, np.float32)) == ["lpips"]

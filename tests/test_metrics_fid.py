@@ -9,32 +9,8 @@ import torch
 from _metric_media import styletalk_crops
 from harness.core import weights
 from metrics.fid import _FEATURE_MEMO, FID, build_pytorch_fid_inception, inception_features, preprocess
+from metrics.fid import torchscript_state_dict as torchscript_to_fid_inception_state_dict
 from metrics.frechet import fid_from_features, frechet_distance, gaussian_stats
-
-
-def torchscript_to_fid_inception_state_dict(ts: torch.jit.ScriptModule) -> dict[str, torch.Tensor]:
-    """Re-key the TorchScript network's conv+BN layers into pytorch-fid's FIDInceptionV3 (torchvision
-    inception_v3) layout. Both list their conv layers in the same order (stem, then each Mixed block's
-    branches as torchvision declares them); shapes are checked one by one. The TorchScript BN has no
-    scale (gamma = 1) and eps 1e-3, like torchvision's BasicConv2d."""
-    from torchvision.models import inception_v3
-
-    ts_convs = [(n, m) for n, m in ts.named_modules() if m.original_name == "Conv2dLayer"]
-    tv = inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
-    tv_convs = [n for n, m in tv.named_modules() if type(m).__name__ == "BasicConv2d"]
-    assert len(ts_convs) == len(tv_convs) == 94
-    tv_sd = tv.state_dict()
-    sd: dict[str, torch.Tensor] = {}
-    for (ts_name, m), tv_name in zip(ts_convs, tv_convs):
-        w = m.weight.detach().clone()
-        assert tuple(w.shape) == tuple(tv_sd[f"{tv_name}.conv.weight"].shape), (ts_name, tv_name)
-        sd[f"{tv_name}.conv.weight"] = w
-        sd[f"{tv_name}.bn.weight"] = torch.ones_like(m.beta)
-        sd[f"{tv_name}.bn.bias"] = m.beta.detach().clone()
-        sd[f"{tv_name}.bn.running_mean"] = m.mean.detach().clone()
-        sd[f"{tv_name}.bn.running_var"] = m.var.detach().clone()
-        sd[f"{tv_name}.bn.num_batches_tracked"] = torch.tensor(0)
-    return sd
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +161,25 @@ def test_config_resolves_backend():
     assert FID(**m.config()).protocol() == m.protocol()
     with pytest.raises(ValueError, match="fid backend"):
         FID(backend="tf")
+
+
+def test_inception_impls_equal_within_fp32_rounding(frames):
+    """Each way metrics.fid can run the network (IMPLS: TorchScript, eager, eager channels_last) equals the
+    float64 evaluation of the same network to within 2x the rounding error of the TorchScript path itself
+    (the scale of fp32 rounding through 94 convs; a different summation order may double it, no more).
+    A wrong layout, dtype or weight mapping would be off by orders of magnitude more."""
+    import metrics.fid as fid
+
+    ts = torch.jit.load(str(weights.require("fid_inception_torchscript")), map_location="cpu").eval()
+    x = preprocess(frames[:4])
+    with torch.inference_mode():
+        exact = ts.double()(x.double()).reshape(4, -1)
+        out = {impl: fid.load_network("fid-helper", impl=impl)(x).double() for impl in fid.IMPLS}
+    err = {impl: (o - exact).abs().max().item() for impl, o in out.items()}
+    diff = {impl: (o - out["torchscript"]).abs().max().item() for impl, o in out.items()}
+    print(f"max |impl - float64|: {err}; max |impl - torchscript|: {diff} (feature scale {exact.abs().max():.3g})")
+    assert 0 < err["torchscript"] < 1e-4  # fp32 does round; 1e-4 = the backends' agreement bound above
+    for impl in fid.IMPLS:
+        assert err[impl] <= 2 * err["torchscript"], impl
+    with pytest.raises(ValueError, match="impl"):
+        fid.load_network("pytorch-fid", impl="torchscript")

@@ -18,7 +18,7 @@ from _numerics import rounding_bound
 from harness.core.errors import BenchError
 from realtalk.a2e import AudioToExpression
 from realtalk.config import get_config
-from realtalk.fast import FastRealTalk
+from realtalk.fast import ClipExpressions, FastRealTalk, copy_into, window_starts, window_weights
 from realtalk.renderer import Renderer
 
 S = 64
@@ -83,6 +83,24 @@ def test_fp32_fast_render_matches_eager(nets, channels_last):
     assert torch.equal(got[:, :, : S // 2], src[:, :, : S // 2])  # the kept region is the source, exactly
 
 
+def test_fp32_fast_render_takes_the_warped_reference(nets):
+    """warp_residual renderers edit the reference warped per frame: render(..., warped=) passes it through
+    (chunked with the frames) and gives the eager renderer's frames on it, not on the unwarped reference."""
+    cfg, _, ren = nets
+    assert cfg.renderer.output == "warp_residual"
+    src, mask, alpha, beta, rho, ref = _render_inputs(cfg)
+    warped = torch.rand(src.shape, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        feats = ren.encode_reference(ref)
+        want = torch.cat([ren(src[i:i + 1], None, mask[i:i + 1], alpha[i:i + 1], beta[i:i + 1], rho[i:i + 1],
+                              ref_feats=feats, warped=warped[i:i + 1])[0] for i in range(src.shape[0])])
+    unwarped = _eager_render(ren, src, mask, alpha, beta, rho, ref)
+    fast = FastRealTalk(None, copy.deepcopy(ren), dtype="fp32", channels_last=True, max_batch=2)
+    got = fast.render(src, mask, alpha, beta, rho, reference=ref, warped=warped)
+    tol = rounding_bound(ren, torch.float32)
+    assert (got - want).abs().max() < tol < (got - unwarped).abs().max()
+
+
 def test_bf16_fast_render_within_tolerance(nets):
     cfg, _, ren = nets
     src, mask, alpha, beta, rho, ref = _render_inputs(cfg)
@@ -95,33 +113,74 @@ def test_bf16_fast_render_within_tolerance(nets):
     assert gen.max() < 0.05 and gen.mean() < 0.01
 
 
-def test_fp32_fast_a2e_matches_eager_and_recurrence(nets):
-    cfg, a2e, _ = nets
+def _eager_clip(a2e, tokens, alpha, hist, n_frames):
+    """The reference: one window per eager call, crossfaded by hand in float64 (weights from window_weights)."""
+    c = a2e.cfg
+    starts = window_starts(n_frames, c.T, c.overlap)
+    out = []
+    with torch.no_grad():
+        for i in range(tokens.shape[0]):
+            acc = torch.zeros(n_frames, c.n_exp, dtype=torch.float64, device=tokens.device)
+            wsum = torch.zeros(n_frames, 1, dtype=torch.float64, device=tokens.device)
+            for k, s0 in enumerate(starts):
+                lo = c.tokens_per_frame * s0
+                p = a2e(tokens[i:i + 1, lo:lo + c.n_audio_tokens], alpha[i:i + 1], hist[i:i + 1, k])[0].double()
+                w = torch.as_tensor(window_weights(c.T, c.overlap, k == 0, k == len(starts) - 1),
+                                    device=tokens.device)[:, None]
+                n = min(c.T, n_frames - s0)
+                acc[s0:s0 + n] += (w * p)[:n]
+                wsum[s0:s0 + n] += w[:n]
+            out.append(acc / wsum)
+    return torch.stack(out).float()
+
+
+def _a2e_inputs(cfg, b, n_frames, seed=3):
     c = cfg.a2e
-    g = torch.Generator().manual_seed(3)
-    b, n_win = 3, 2
-    tokens = torch.randn(b, c.n_audio_tokens * n_win, c.audio_dim, generator=g)
-    alpha = torch.randn(b, c.n_id, generator=g)
-    hist = torch.randn(b, c.n_history, c.n_exp, generator=g)
-    fast = FastRealTalk(copy.deepcopy(a2e), None, dtype="fp32")
-    with torch.no_grad():  # eager: one item at a time, history = previous predictions (realtalk.inference)
-        want = []
-        for i in range(b):
-            h, outs = hist[i:i + 1], []
-            for k in range(n_win):
-                p = a2e(tokens[i:i + 1, k * c.n_audio_tokens:(k + 1) * c.n_audio_tokens], alpha[i:i + 1], h)
-                outs.append(p)
-                h = torch.cat([h, p], 1)[:, -c.n_history:]
-            want.append(torch.cat(outs, 1))
-        want = torch.cat(want)
-    got = fast.predict_clip(tokens, alpha, hist, n_win)
+    g = torch.Generator().manual_seed(seed)
+    starts = window_starts(n_frames, c.T, c.overlap)
+    n_pad = starts[-1] + c.T
+    return (torch.randn(b, c.tokens_per_frame * n_pad, c.audio_dim, generator=g), torch.randn(b, c.n_id, generator=g),
+            torch.randn(b, len(starts), c.n_history, c.n_exp, generator=g))
+
+
+def test_fp32_fast_a2e_matches_eager_windows(nets):
+    """predict_clip (all windows of all clips in one call, random history given per window, crossfade) equals
+    eager window-by-window calls; the lazy single-frame ClipExpressions gives the same frames."""
+    cfg, a2e, _ = nets
+    n = 30  # 3 windows (starts 0, 12, 24), two crossfades
+    tokens, alpha, hist = _a2e_inputs(cfg, 3, n)
+    want = _eager_clip(a2e, tokens, alpha, hist, n)
+    fast = FastRealTalk(copy.deepcopy(a2e), None, dtype="fp32", a2e_batch=4)  # 9 windows: calls of 4, 4, 1
+    got = fast.predict_clip(tokens, alpha, hist, n)
+    tol = rounding_bound(a2e, torch.float32) * max(1.0, want.abs().max().item())
     err = (got - want).abs().max().item()
-    print(f"fp32 fast A2E (batched items, 2 windows) vs eager: max abs error {err:.2e}")
-    assert want.abs().max() > 1e-3 and err < rounding_bound(a2e, torch.float32) * max(1.0, want.abs().max().item())
-    bf = FastRealTalk(copy.deepcopy(a2e), None, dtype="bf16").predict_clip(tokens, alpha, hist, n_win)
+    print(f"fp32 fast A2E (3 clips x 3 windows batched) vs eager: max abs error {err:.2e} (tol {tol:.2e})")
+    assert got.shape == (3, n, cfg.a2e.n_exp) and want.abs().max() > 1e-3 and err < tol
+    lazy = ClipExpressions(fast, tokens[1], alpha[1:2], hist[1], n)
+    one_by_one = torch.stack([lazy.frames([i])[0] for i in range(n)])
+    assert (one_by_one - want[1]).abs().max().item() < tol
+    bf = FastRealTalk(copy.deepcopy(a2e), None, dtype="bf16").predict_clip(tokens, alpha, hist, n)
     rel = ((bf - want).abs().max() / want.abs().max()).item()
     print(f"bf16 A2E vs fp32: max abs error relative to the output range {rel:.4f}")
     assert rel < 0.05
+
+
+def test_a2e_history_is_given_not_fed_back(nets):
+    """A window's prediction depends on its own (sampled) history only: changing window 0's history moves
+    frames 0..15 and leaves the frames only later windows cover (16..) where they were."""
+    cfg, a2e, _ = nets
+    n = 30
+    tokens, alpha, hist = _a2e_inputs(cfg, 1, n)
+    fast = FastRealTalk(copy.deepcopy(a2e), None, dtype="fp32")
+    a = fast.predict_clip(tokens, alpha, hist, n)[0]
+    hist2 = hist.clone()
+    hist2[0, 0] = torch.randn(hist.shape[2:], generator=torch.Generator().manual_seed(9))
+    b = fast.predict_clip(tokens, alpha, hist2, n)[0]
+    tol = rounding_bound(a2e, torch.float32) * max(1.0, a.abs().max().item())
+    assert (a[:12] - b[:12]).abs().max() > 100 * tol
+    assert (a[16:] - b[16:]).abs().max() < tol
+    with pytest.raises(ValueError, match="histories"):
+        fast.predict_clip(tokens, alpha, hist[:, :1], n)
 
 
 class _Ops(TorchDispatchMode):
@@ -186,3 +245,144 @@ def test_compiled_cpu_matches_eager(nets):
     x = (torch.randn(2, c.n_audio_tokens, c.audio_dim), torch.randn(2, c.n_id), torch.randn(2, c.n_history, c.n_exp))
     with torch.no_grad():
         assert (fast.predict_expressions(*x) - a2e(*x)).abs().max() < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------- CUDA graphs
+class _ReplayRunner:
+    """CPU stand-in for CudaGraphRunner with the same static-buffer semantics: inputs cloned at capture and
+    copied in on each call (realtalk.fast.copy_into), fn replayed on the static buffers. At capture it records
+    every tensor storage an op reads that is neither an input, a parameter/buffer of the networks, nor made
+    during the call: a real graph would replay such a tensor's capture-time memory (the stale-reference bug)."""
+
+    allowed: set[int] = set()
+    captures: list["_ReplayRunner"] = []
+
+    def __init__(self, fn, example):
+        self.fn, self.static = fn, _clone_nested(example)
+        known = {t.untyped_storage().data_ptr() for t in _flat(self.static)} | self.allowed
+        rec = _StorageReads(known)
+        with rec:
+            fn(*self.static)
+        self.hidden = rec.hidden
+        _ReplayRunner.captures.append(self)
+
+    def __call__(self, *inputs):
+        copy_into(self.static, inputs)
+        return self.fn(*self.static)
+
+
+class _StorageReads(TorchDispatchMode):
+    def __init__(self, known: set[int]):
+        super().__init__()
+        self.known, self.hidden = set(known), set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for t in _flat((args, kwargs or {})):
+            p = t.untyped_storage().data_ptr()
+            if p not in self.known and t.numel() > 1:
+                self.hidden.add((str(func.overloadpacket), tuple(t.shape)))
+        out = func(*args, **(kwargs or {}))
+        for t in _flat(out):
+            self.known.add(t.untyped_storage().data_ptr())
+        return out
+
+
+def _flat(x):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _flat(v)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _flat(v)
+
+
+def _clone_nested(x):
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    if isinstance(x, dict):
+        return {k: _clone_nested(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_clone_nested(v) for v in x)
+    return x
+
+
+def test_set_reference_copies_into_persistent_buffers(nets):
+    """A second set_reference writes the new features into the SAME storage (what a captured graph reads)."""
+    cfg, _, ren = nets
+    *_, ref = _render_inputs(cfg)
+    ref2 = torch.rand(ref.shape, generator=torch.Generator().manual_seed(7))
+    fast = FastRealTalk(None, copy.deepcopy(ren), dtype="fp32")
+    first = fast.set_reference(ref)
+    ptrs = {k: v.data_ptr() for k, v in first.items()}
+    second = fast.set_reference(ref2)
+    assert second is first and {k: v.data_ptr() for k, v in fast.ref_feats.items()} == ptrs
+    with torch.no_grad():
+        want = ren.encode_reference(ref2)
+    assert all(torch.allclose(fast.ref_feats[k], want[k], atol=1e-5) for k in want)
+    assert any((fast.ref_feats[k] - ren.encode_reference(ref)[k]).abs().max() > 1e-2 for k in want)
+
+
+def test_graph_runner_sees_later_reference(nets):
+    """Graphed renderer (CPU stand-in runner): one capture serves both references and a padded partial
+    batch; the captured call reads no hidden tensor; outputs equal eager after each set_reference."""
+    cfg, _, ren = nets
+    src, mask, alpha, beta, rho, ref = _render_inputs(cfg, b=3)
+    ref2 = torch.rand(ref.shape, generator=torch.Generator().manual_seed(7))
+    net = copy.deepcopy(ren)
+    _ReplayRunner.allowed = {t.untyped_storage().data_ptr() for t in list(net.parameters()) + list(net.buffers())}
+    _ReplayRunner.captures = []
+    fast = FastRealTalk(None, net, dtype="fp32", channels_last=False, max_batch=4, cuda_graphs=True,
+                        graph_runner=_ReplayRunner)
+    tol = rounding_bound(ren, torch.float32)
+    outs = []
+    for r in (ref, ref2):
+        fast.set_reference(r)
+        got = fast.render(src, mask, alpha, beta, rho)  # 3 frames, padded to 4 for the graph
+        want = _eager_render(ren, src, mask, alpha, beta, rho, r)
+        assert got.shape == want.shape and (got - want).abs().max() < tol
+        outs.append(got)
+    assert (outs[0] - outs[1])[:, :, S // 2:].abs().max() > 100 * tol  # the second reference really took effect
+    assert len(_ReplayRunner.captures) == 1 and _ReplayRunner.captures[0].hidden == set()
+    with pytest.raises(ValueError, match="shape"):
+        copy_into(_ReplayRunner.captures[0].static, (src[:1],) + _ReplayRunner.captures[0].static[1:])
+
+
+def test_graphs_refused_without_cuda(nets):
+    _, a2e, _ = nets
+    with pytest.raises(BenchError, match="cuda"):
+        FastRealTalk(copy.deepcopy(a2e), None, cuda_graphs=True, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CUDA-graph capture)")
+def test_cuda_graph_matches_eager_after_two_references(nets):
+    """Real CudaGraphRunner on the GPU: after two different set_reference calls the replayed graph gives the
+    eager renderer's frames for the CURRENT reference (same kernels: the fp32 rounding bound, with TF32's
+    eps where cuDNN may use TF32 convolutions), and the A2E graph gives the eager windows."""
+    cfg, a2e, ren = nets
+    dev = torch.device("cuda")
+    eps = 2.0 ** -10 if torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32 else \
+        torch.finfo(torch.float32).eps
+    tol = rounding_bound(ren, torch.float32) / torch.finfo(torch.float32).eps * eps
+    src, mask, alpha, beta, rho, ref = (t.to(dev) for t in _render_inputs(cfg, b=4))
+    ref2 = torch.rand(ref.shape, generator=torch.Generator().manual_seed(7)).to(dev)
+    eager = copy.deepcopy(ren).to(dev)
+    fast = FastRealTalk(copy.deepcopy(a2e), copy.deepcopy(ren), dtype="fp32", channels_last=True, device=dev,
+                        max_batch=4, cuda_graphs=True)
+    outs = []
+    for r in (ref, ref2):
+        fast.set_reference(r)
+        got = fast.render(src, mask, alpha, beta, rho)
+        want = _eager_render(eager, src, mask, alpha, beta, rho, r)
+        err = (got - want).abs().max().item()
+        print(f"CUDA graph vs eager renderer: max abs error {err:.2e} (tol {tol:.2e})")
+        assert err < tol
+        outs.append(got)
+    assert (outs[0] - outs[1])[:, :, S // 2:].abs().max() > 100 * tol
+    assert sum(k[0] == "renderer" for k in fast.graphs) == 1  # captured once, replayed for both references
+    tokens, alpha_a, hist = (t.to(dev) for t in _a2e_inputs(cfg, 2, 30))
+    want = _eager_clip(copy.deepcopy(a2e).to(dev), tokens, alpha_a, hist, 30)
+    got = fast.predict_clip(tokens, alpha_a, hist, 30)
+    atol = rounding_bound(a2e, torch.float32) / torch.finfo(torch.float32).eps * eps * max(1.0, want.abs().max().item())
+    assert (got - want).abs().max().item() < atol

@@ -70,3 +70,22 @@ def test_naive_lower_half_mask() -> None:
     m = naive_lower_half_mask(2, 256)
     assert m.shape == (2, 1, 256, 256)
     assert m[:, :, :128].eq(1).all() and m[:, :, 128:].eq(0).all()
+
+
+def test_region_mask_picks_the_configured_mask() -> None:
+    from realtalk.mask import region_mask
+
+    m = load_default_face_model()
+    alpha = torch.zeros(m.n_id)
+    beta = torch.zeros(3, m.n_exp)
+    beta[1, 0] = 3.0
+    rho = torch.tensor([[0.0, 0.0, 0.0, 128.0, 120.0, float(np.log(55.0))]]).expand(3, -1)
+    naive = region_mask("naive", m, alpha, beta, rho, 256)
+    assert torch.equal(naive, naive_lower_half_mask(3, 256))
+    learn = region_mask("learnable", m, alpha, beta, rho, 256)
+    assert torch.equal(learn, lower_face_mask(m, alpha, beta, rho, 256))
+    assert (learn == 0).any() and not torch.equal(learn, naive)  # the face's region, not the lower half
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown mask"):
+        region_mask("upper", m, alpha, beta, rho, 64)

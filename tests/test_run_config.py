@@ -158,3 +158,52 @@ def test_every_run_flag_has_a_config_key():
     file_only = {"batch_size"}  # RunConfig's metric batch size: settable in the file, no flag
     assert keys | file_only == set(OPTIONS) and not keys & file_only
     assert set(cli_options(p.parse_args([]))) | file_only == set(OPTIONS)
+
+
+def test_config_paths_are_relative_to_the_file(tmp_path):
+    """root, out, a .yaml split, .py plugins and folder:NAME=DIR in a run file are taken from the file's folder;
+    absolute paths, split names, module plugins and other methods stay as written."""
+    from harness.run_config import load_run_file
+
+    d = tmp_path / "exp"
+    d.mkdir()
+    cfg = _write(d / "run.yaml", {"split": "splits/mine.yaml", "root": "data", "out": "runs/a",
+                                  "plugins": ["plug.py", "some_module", "/abs/p.py"],
+                                  "methods": ["folder:mine=outputs", "folder:abs=/x/y", "static_frame"]})
+    opts = load_run_file(cfg)
+    assert opts["split"] == str(d / "splits/mine.yaml") and opts["root"] == str(d / "data")
+    assert opts["out"] == str(d / "runs/a")
+    assert opts["plugins"] == [str(d / "plug.py"), "some_module", "/abs/p.py"]
+    assert opts["methods"] == [f"folder:mine={d / 'outputs'}", "folder:abs=/x/y", "static_frame"]
+    named = load_run_file(_write(d / "named.yaml", {"split": "demo", "root": "/data", "out": "/r"}))
+    assert (named["split"], named["root"], named["out"]) == ("demo", "/data", "/r")
+
+
+def test_config_run_from_another_directory(data_root, tmp_path):
+    """A run file with relative paths (manifest, data root, outputs folder, plugin file, out) runs the same from
+    any current directory; a path typed as a flag stays relative to the current directory."""
+    from harness.core.media import read_audio, read_video, write_video
+
+    exp = tmp_path / "exp"
+    (exp / "outputs/reconstruction").mkdir(parents=True)
+    (exp / "data").symlink_to(data_root)
+    shutil.copy(sup.small_split(tmp_path, data_root, n_frames=8), exp / "mine.yaml")
+    v = read_video(data_root / "styletalk/video/Obama_clip3.mp4", fps=25.0, max_frames=8)
+    write_video(exp / "outputs/reconstruction/Obama_clip3.mp4", v.frames, fps=25.0,
+                audio=read_audio(data_root / "styletalk/wav/Obama_clip3.wav", duration_s=8 / 25))
+    (exp / "plug.py").write_text("# a plugin file next to the run file (registers nothing)\n")
+    cfg = _write(exp / "run.yaml", {"split": "mine.yaml", "root": "data", "methods": ["folder:mine=outputs"],
+                                    "clips": ["Obama_clip3"], "metrics": ["psnr"], "settings": ["reconstruction"],
+                                    "plugins": ["plug.py"], "out": "runs/a", "no_videos": True, "no_progress": True})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = _cli(["run", "--config", str(cfg)], elsewhere)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads((exp / "runs/a/summary.json").read_text())
+    assert s["config"]["split"] == str(exp / "mine.yaml") and s["config"]["root"] == str(exp / "data")
+    assert s["config"]["methods"] == [f"folder:mine={exp / 'outputs'}"] and s["failures"] == []
+    assert s["results"]["reconstruction"]["mine"]["PSNR"]["n_clips"] == 1
+    assert not (elsewhere / "runs").exists()
+    r = _cli(["run", "--config", str(cfg), "--out", "here"], elsewhere)  # the flag: from the current directory
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (elsewhere / "here/summary.json").is_file()

@@ -1,8 +1,10 @@
 """Content-addressed on-disk cache for derived data (crops, landmarks, features, generated videos).
 
 Keys hash the input file's bytes + the parameters + a code version, so a changed input, setting or
-algorithm never returns a stale entry. Writes go to a temp file then os.replace(): two runs at once
-cannot leave a half-written entry.
+algorithm never returns a stale entry. Writes go to a temp file (fsynced) then os.replace(): two runs at
+once, or a run killed mid-write, cannot leave a half-written entry, and two processes writing one key both
+write the same bytes, so whichever rename lands last is as good as the first (tests/test_shared_cache.py).
+Readers never delete an entry another process has just replaced (see _drop_if_same).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -70,14 +73,19 @@ class Cache:
     # arrays -------------------------------------------------------------------------------------------
     def get_arrays(self, key: str) -> dict[str, np.ndarray] | None:
         p = self._path(key, ".npz")
-        if not self.enabled or not p.exists():
+        if not self.enabled:
             return None
         try:
-            with np.load(p, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-            p.unlink(missing_ok=True)  # corrupt entry (e.g. disk full): recompute
+            f = open(p, "rb")
+        except FileNotFoundError:
             return None
+        with f:
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    return {k: z[k] for k in z.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+                _drop_if_same(p, os.fstat(f.fileno()))  # corrupt entry (e.g. disk full): recompute
+                return None
 
     def put_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         if not self.enabled:
@@ -118,9 +126,15 @@ class Cache:
         dst = self._path(key, suffix)
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-", suffix=suffix)
-        os.close(fd)
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        try:
+            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                shutil.copyfileobj(inp, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return dst
 
     # admin --------------------------------------------------------------------------------------------
@@ -130,8 +144,9 @@ class Cache:
         if not self.root.exists():
             return out
         for kind_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            files = [f for f in kind_dir.rglob("*") if f.is_file() and not f.name.startswith(".tmp-")]
-            out[kind_dir.name] = {"entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+            sizes = [_size(f) for f in kind_dir.rglob("*") if not f.name.startswith(".tmp-")]
+            sizes = [n for n in sizes if n is not None]  # files another process replaced or cleared meanwhile
+            out[kind_dir.name] = {"entries": len(sizes), "bytes": sum(sizes)}
         return out
 
     def clear(self, kind: str | None = None) -> int:
@@ -142,6 +157,26 @@ class Cache:
         n = sum(1 for f in target.rglob("*") if f.is_file())
         shutil.rmtree(target)
         return n
+
+
+def _size(p: Path) -> int | None:
+    """Size of a regular file, None for folders and files gone since they were listed."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _drop_if_same(p: Path, seen: os.stat_result) -> None:
+    """Unlink p only if it is still the file that was read: another process may have renamed a good entry
+    over it since, and deleting that would make every other reader recompute it (or, mid-read, fail)."""
+    try:
+        now = os.stat(p)
+    except FileNotFoundError:
+        return
+    if (now.st_ino, now.st_dev) == (seen.st_ino, seen.st_dev):
+        p.unlink(missing_ok=True)
 
 
 def default_cache() -> Cache:

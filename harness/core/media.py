@@ -17,14 +17,16 @@ import math
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Iterator
 
 import av
 import numpy as np
 
 from harness.core.errors import MediaError
+from harness.core.faults import fault_point
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 AUDIO_EXTS = (".wav", ".mp3", ".m4a", ".flac", ".aac", ".ogg")
@@ -155,54 +157,83 @@ def read_video(path: str | os.PathLike, fps: float | None = 25.0, start: int = 0
     info = probe_video(p)
     if start < 0:
         raise MediaError(f"negative start frame {start}", p)
+    if fps is None:
+        with _open(p) as c:
+            v = _video_stream(c, p)
+            v.thread_type = "AUTO"
+            return _read_native(c, v, p, info, _origin(c), start, max_frames)
+    end = _output_end(p, info, fps, start, max_frames)
+    n = end - start
+    out = np.empty((n, info.height, info.width, 3), dtype=np.uint8)
+    src_ts = np.empty(n, dtype=np.float64)
+    log = _DecodeLog()
+    for k, (arr, t) in enumerate(_resampled(p, info, fps, start, end, log)):
+        out[k] = arr
+        src_ts[k] = t
+    grid = np.arange(start, end, dtype=np.float64) / fps
+    out, info = _upright(out, log.rot, info)
+    return Video(path=p, frames=out, fps=float(fps), timestamps=grid, source_timestamps=src_ts, info=info,
+                 corrupt_frames=len(log.bad))
+
+
+def _output_end(p: Path, info: VideoInfo, fps: float, start: int, max_frames: int | None) -> int:
+    total = n_output_frames(info, fps)
+    if start >= total:
+        raise MediaError(f"start frame {start} is past the end ({total} frames at {fps:g} fps)", p)
+    return total if max_frames is None else min(total, start + max(int(max_frames), 0))
+
+
+@dataclass
+class _DecodeLog:
+    """What one decode pass learnt besides the pixels: corrupt packets' pts and the display rotation."""
+
+    bad: list[float] = field(default_factory=list)
+    rot: int | None = None
+
+
+def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: _DecodeLog
+               ) -> Iterator[tuple[np.ndarray, float]]:
+    """(RGB frame as stored, pts of the source frame it shows) for output frames [start, end): the ONE decode
+    loop behind read_video and StreamedFrames, so a chunked read gives the whole-file read's frames bit for bit.
+    A held frame is yielded as the same array object (consumers copy). Raises MediaError as read_video."""
+    n = end - start
+    grid = np.arange(start, end, dtype=np.float64) / fps
     with _open(p) as c:
         v = _video_stream(c, p)
         v.thread_type = "AUTO"
         origin = _origin(c)
         tb = v.time_base
-        if fps is None:
-            return _read_native(c, v, p, info, origin, start, max_frames)
-        total = n_output_frames(info, fps)
-        end = total if max_frames is None else min(total, start + max(int(max_frames), 0))
-        if start >= total:
-            raise MediaError(f"start frame {start} is past the end ({total} frames at {fps:g} fps)", p)
-        n = end - start
-        out = np.empty((n, info.height, info.width, 3), dtype=np.uint8)
-        src_ts = np.empty(n, dtype=np.float64)
-        grid = (np.arange(start, end, dtype=np.float64)) / fps
         if start > 0:  # seek to the keyframe at or before the first needed instant
             target = int((grid[0] + origin) / tb) if tb else 0
             c.seek(max(target, 0), stream=v, backward=True, any_frame=False)
-
         k = 0  # next output slot
         prev: tuple[float, av.VideoFrame] | None = None
         prev_arr: np.ndarray | None = None
         last_pts = -math.inf
-
-        def emit(entry: tuple[float, av.VideoFrame], cache: np.ndarray | None) -> np.ndarray:
-            arr = cache if cache is not None else entry[1].to_ndarray(format="rgb24")
-            out[k] = arr
-            src_ts[k] = entry[0]
-            return arr
-
-        bad: list[float] = []
-        rot: int | None = None
         try:
-            for frame in _decode_frames(c, v, bad):
+            for frame in _decode_frames(c, v, log.bad):
                 if frame.pts is None:
                     continue
-                if rot is None:
-                    rot = _rotation(frame)
+                if log.rot is None:
+                    log.rot = _rotation(frame)
                 t = float(frame.pts * tb) - origin
                 if t < last_pts - _EPS:  # out-of-order pts would break the 'last frame <= t' rule
                     continue
                 last_pts = t
                 if prev is None and start > 0 and t > grid[0] + _EPS:
                     # seek landed after the first instant we need: decode from the beginning instead
-                    return _decode_from_start(p, info, fps, start, end)
+                    log.bad.clear()
+                    for i, item in enumerate(_resampled(p, info, fps, 0, end, log)):
+                        if i >= start:
+                            yield item
+                    return
                 while k < n and t > grid[k] + _EPS:
-                    src = prev if prev is not None else (t, frame)  # i = 0: the first frame
-                    prev_arr = emit(src, prev_arr if prev is not None else None)
+                    if prev is not None:
+                        if prev_arr is None:
+                            prev_arr = prev[1].to_ndarray(format="rgb24")
+                        yield prev_arr, prev[0]
+                    else:  # i = 0: the first frame
+                        yield frame.to_ndarray(format="rgb24"), t
                     k += 1
                 if k >= n:
                     break
@@ -212,21 +243,133 @@ def read_video(path: str | os.PathLike, fps: float | None = 25.0, start: int = 0
                 raise MediaError(f"cannot decode video: {exc}", p) from exc
             # keep what decoded; the truncation check below decides
         while k < n and prev is not None:
-            prev_arr = emit(prev, prev_arr)
+            if prev_arr is None:
+                prev_arr = prev[1].to_ndarray(format="rgb24")
+            yield prev_arr, prev[0]
             k += 1
         if k < n:
             raise MediaError(f"no decodable video frames (needed {n})", p)
-        _check_corrupt(p, bad, info, tb, origin)
+        _check_corrupt(p, log.bad, info, tb, origin)
         # truncated: the last decoded frame lies well before the instants we were asked for
         frame_dur = 1.0 / max(info.avg_fps, 1.0)
-        needed_until = grid[-1]
-        if prev is not None and last_pts + 2 * frame_dur + 0.25 < needed_until:
+        if prev is not None and last_pts + 2 * frame_dur + 0.25 < grid[-1]:
             raise MediaError(
                 f"truncated video: frames stop at {last_pts:.2f}s but the stream is {info.duration:.2f}s long",
                 p)
-        out, info = _upright(out, rot, info)
-        return Video(path=p, frames=out, fps=float(fps), timestamps=grid, source_timestamps=src_ts, info=info,
-                     corrupt_frames=len(bad))
+
+
+STREAM_CHUNK_BYTES = 128 * 1024 ** 2  # decoded pixels per chunk of a streamed read (about 21 frames of 1080p)
+
+
+class StreamedFrames:
+    """read_video's frames [T,H,W,3] uint8, decoded chunk by chunk on demand, so a long clip never holds all its
+    full-resolution frames. chunks() is the bounded path; len/shape/dtype are free; [i] and [a:b] decode just
+    that range (a seek); np.asarray() decodes everything (a consumer that is not chunk-aware stays correct, at
+    read_video's memory). The first full pass records source_timestamps and corrupt_frames."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, path: Path, info: VideoInfo, fps: float, start: int, end: int, rot: int):
+        self.path, self.info, self.fps, self.start, self.end, self.rot = path, info, float(fps), start, end, rot
+        h, w = (info.width, info.height) if rot in (90, 270) else (info.height, info.width)
+        self.shape = (end - start, h, w, 3)
+        self.source_timestamps: np.ndarray | None = None
+        self.corrupt_frames = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def chunk_size(self) -> int:
+        return max(1, STREAM_CHUNK_BYTES // int(np.prod(self.shape[1:])))
+
+    def chunks(self, size: int | None = None, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Upright frames [start, stop) (clip indices) in chunks of `size` (default: STREAM_CHUNK_BYTES)."""
+        size = size or self.chunk_size()
+        stop = len(self) if stop is None else min(int(stop), len(self))
+        if stop <= start:
+            return
+        n = stop - start
+        log = _DecodeLog()
+        ts = np.empty(n, dtype=np.float64)
+        buf = np.empty((min(size, n), *self.shape[1:]), dtype=np.uint8)
+        k = j = 0
+        for arr, t in _resampled(self.path, self.info, self.fps, self.start + start, self.start + stop, log):
+            buf[j] = np.rot90(arr, k=self.rot // 90) if self.rot else arr
+            ts[k] = t
+            k, j = k + 1, j + 1
+            if j == len(buf):
+                yield buf[:j].copy()
+                j = 0
+        if j:
+            yield buf[:j].copy()
+        if start == 0 and stop == len(self):
+            self.source_timestamps, self.corrupt_frames = ts, len(log.bad)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if isinstance(idx, (int, np.integer)):
+            i = int(idx) + (len(self) if idx < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"frame {idx} of {len(self)}")
+            return next(self.chunks(1, i, i + 1))[0]
+        if isinstance(idx, slice) and idx.step in (None, 1):
+            a, b, _ = idx.indices(len(self))
+            parts = list(self.chunks(None, a, b))
+            return np.concatenate(parts) if parts else np.empty((0, *self.shape[1:]), np.uint8)
+        return np.asarray(self)[idx]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.uint8)
+        k = 0
+        for chunk in self.chunks():
+            out[k:k + len(chunk)] = chunk
+            k += len(chunk)
+        return out if dtype is None else out.astype(dtype)
+
+
+def open_video(path: str | os.PathLike, fps: float = 25.0, start: int = 0, max_frames: int | None = None) -> Video:
+    """read_video without decoding: a Video whose frames are StreamedFrames (same frames, decoded in chunks when
+    iterated). Its source_timestamps / corrupt_frames are filled by the first full pass over frames.chunks()
+    (until then source_timestamps is None). Opens the file and decodes its first frame (the display rotation),
+    so a missing or unreadable file fails here, as read_video does."""
+    import dataclasses
+
+    p = Path(path)
+    info = probe_video(p)
+    if start < 0:
+        raise MediaError(f"negative start frame {start}", p)
+    end = _output_end(p, info, fps, start, max_frames)
+    log = _DecodeLog()
+    first = _resampled(p, info, fps, start, start + 1, log)
+    try:
+        next(first)
+    finally:
+        first.close()
+    rot = log.rot or 0
+    frames = StreamedFrames(p, info, fps, start, end, rot)
+    if rot:
+        info = dataclasses.replace(info, width=frames.shape[2], height=frames.shape[1], rotation=rot)
+    grid = np.arange(start, end, dtype=np.float64) / fps
+    return StreamedVideo(path=p, frames=frames, fps=float(fps), timestamps=grid, source_timestamps=None,  # type: ignore[arg-type]
+                         info=info)
+
+
+@dataclass
+class StreamedVideo(Video):
+    """A Video whose frames are StreamedFrames (open_video): source_timestamps / corrupt_frames come from the
+    frames' first full pass."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("source_timestamps", "corrupt_frames"):
+            fr = object.__getattribute__(self, "frames")
+            got = getattr(fr, name)
+            if got is not None:
+                return got
+        return object.__getattribute__(self, name)
 
 
 def _rotation(frame: av.VideoFrame) -> int:
@@ -255,6 +398,7 @@ def _decode_frames(c: av.container.InputContainer, v: av.video.stream.VideoStrea
     """Decoded frames packet by packet: a packet the decoder rejects (a corrupt frame mid-stream) is skipped and
     its pts (s) appended to `bad`, so the rest of the clip still decodes (c.decode() would stop there)."""
     for pkt in c.demux(v):
+        fault_point("decode")  # tests/test_crash_points.py
         try:
             frames = pkt.decode()
         except av.InvalidDataError:
@@ -274,13 +418,6 @@ def _check_corrupt(p: Path, bad: list[float], info: VideoInfo, tb: Fraction | No
                          f"at {where})", p)
     warnings.warn(f"{p}: {len(bad)} corrupt video frame(s) at {where} not decodable; the previous frame is held "
                   "in their place", stacklevel=3)
-
-
-def _decode_from_start(p: Path, info: VideoInfo, fps: float, start: int, end: int) -> Video:
-    """Slow path when a seek overshoots: decode from frame 0 and keep [start, end)."""
-    full = read_video(p, fps, 0, end)
-    return Video(path=p, frames=full.frames[start:end].copy(), fps=full.fps, timestamps=full.timestamps[start:end],
-                 source_timestamps=full.source_timestamps[start:end], info=full.info, corrupt_frames=full.corrupt_frames)
 
 
 def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream, p: Path, info: VideoInfo,
@@ -426,53 +563,100 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise MediaError(f"frames must be a non-empty uint8 [T,H,W,3] array, got shape {frames.shape}", p)
-    if frames.dtype != np.uint8:
-        raise MediaError(f"frames must be uint8, got {frames.dtype}", p)
-    T, H, W, _ = frames.shape
-    ph, pw = H % 2, W % 2
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix or ".mp4")
-    os.close(fd)
-    rate = Fraction(fps).limit_denominator(1001)
-    try:
-        with av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-            vs = out.add_stream("libx264", rate=rate)
-            vs.width, vs.height = W + pw, H + ph
-            vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": str(int(crf)), "preset": "veryfast"}
-            as_ = None
-            aud = None
-            if audio is not None:
-                aud = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
-                as_ = out.add_stream("aac", rate=int(sample_rate))
-                as_.layout = "mono"
-            a_pos = 0
-            a_chunk = 1024
-            for i in range(T):
-                img = frames[i]
+    with VideoWriter(p, int(frames.shape[0]), fps, audio, sample_rate, crf) as w:
+        w.write(frames)
+    return p
+
+
+class VideoWriter:
+    """write_video chunk by chunk (a long clip's frames never all in memory): the same streams, options and
+    audio interleaving, so writing [T,H,W,3] in one call or in chunks gives the same file. n_frames: the total
+    to expect (the last frame carries the rest of the audio). Use as a context manager: the temp file is renamed
+    into place on a clean exit, removed on an error."""
+
+    def __init__(self, path: str | os.PathLike, n_frames: int, fps: float = 25.0, audio: np.ndarray | None = None,
+                 sample_rate: int = 16000, crf: int = 18):
+        self.path, self.n, self.fps, self.sr, self.crf = Path(path), int(n_frames), fps, int(sample_rate), int(crf)
+        self.aud = None if audio is None else np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        self.i = self.a_pos = 0
+        self.out: Any = None
+        self.vs: Any = None
+        self.as_: Any = None
+        self.pad = (0, 0)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=self.path.suffix or ".mp4")
+        os.close(fd)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def _start(self, h: int, w: int) -> None:
+        rate = Fraction(self.fps).limit_denominator(1001)
+        self.rate = rate
+        self.pad = (h % 2, w % 2)
+        self.out = av.open(self.tmp, mode="w", format="mp4", options={"movflags": "+faststart"})
+        self.vs = self.out.add_stream("libx264", rate=rate)
+        self.vs.width, self.vs.height = w + self.pad[1], h + self.pad[0]
+        self.vs.pix_fmt = "yuv420p"
+        self.vs.options = {"crf": str(self.crf), "preset": "veryfast"}
+        if self.aud is not None:
+            self.as_ = self.out.add_stream("aac", rate=self.sr)
+            self.as_.layout = "mono"
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames uint8 [k,H,W,3] (every chunk the same H, W)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise MediaError(f"frames must be a uint8 [T,H,W,3] array, got shape {frames.shape}", self.path)
+        if frames.dtype != np.uint8:
+            raise MediaError(f"frames must be uint8, got {frames.dtype}", self.path)
+        try:
+            if self.out is None and len(frames):
+                self._start(int(frames.shape[1]), int(frames.shape[2]))
+            ph, pw = self.pad
+            for img in frames:
                 if ph or pw:
                     img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-                vf.pts = i
-                vf.time_base = 1 / rate
-                for pkt in vs.encode(vf):
-                    out.mux(pkt)
-                if as_ is not None and aud is not None:  # interleave: audio up to the end of this frame
-                    until = aud.shape[0] if i == T - 1 else min(aud.shape[0], int((i + 1) * sample_rate / fps))
-                    a_pos = _encode_audio(out, as_, aud, a_pos, until, a_chunk, sample_rate)
-            for pkt in vs.encode(None):
-                out.mux(pkt)
-            if as_ is not None:
-                for pkt in as_.encode(None):
-                    out.mux(pkt)
-        os.replace(tmp, p)
-    except av.FFmpegError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise MediaError(f"cannot write video: {exc}", p) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+                vf.pts = self.i
+                vf.time_base = 1 / self.rate
+                for pkt in self.vs.encode(vf):
+                    self.out.mux(pkt)
+                if self.as_ is not None and self.aud is not None:  # interleave: audio up to the end of this frame
+                    aud = self.aud
+                    until = aud.shape[0] if self.i == self.n - 1 else min(aud.shape[0],
+                                                                          int((self.i + 1) * self.sr / self.fps))
+                    self.a_pos = _encode_audio(self.out, self.as_, aud, self.a_pos, until, 1024, self.sr)
+                self.i += 1
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot write video: {exc}", self.path) from exc
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                if self.out is None:
+                    raise MediaError("no frames written", self.path)
+                try:
+                    if self.as_ is not None and self.aud is not None and self.a_pos < self.aud.shape[0]:
+                        self.a_pos = _encode_audio(self.out, self.as_, self.aud, self.a_pos, self.aud.shape[0],
+                                                   1024, self.sr)  # fewer frames than announced: keep the audio
+                    for pkt in self.vs.encode(None):
+                        self.out.mux(pkt)
+                    if self.as_ is not None:
+                        for pkt in self.as_.encode(None):
+                            self.out.mux(pkt)
+                    self.out.close()
+                    self.out = None
+                except av.FFmpegError as e:
+                    raise MediaError(f"cannot write video: {e}", self.path) from e
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.out is not None:
+                try:
+                    self.out.close()
+                except av.FFmpegError:
+                    pass
+            Path(self.tmp).unlink(missing_ok=True)
 
 
 def _encode_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, aud: np.ndarray,

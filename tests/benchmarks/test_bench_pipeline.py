@@ -95,10 +95,12 @@ def test_pipeline_recipe_vs_harness(benchmark, data_root: Path, tmp_path: Path, 
     t0 = time.perf_counter()
     ref = recipe(gt_path, gen_paths, tmp_path / "recipe")
     t_recipe = time.perf_counter() - t0
+    print(f"\nrecipe {t_recipe:.1f} s", flush=True)  # each phase as it ends: a long run shows progress
     fresh_process()
     t0 = time.perf_counter()
     cold = harness_run(gt_path, gen_paths)
     t_cold = time.perf_counter() - t0
+    print(f"harness cold {t_cold:.1f} s", flush=True)
     fresh_process()  # a new process with the ground truth's features on disk
     t0 = time.perf_counter()
     warm = benchmark.pedantic(harness_run, args=(gt_path, gen_paths), rounds=1, iterations=1)

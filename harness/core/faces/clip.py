@@ -75,7 +75,7 @@ def clip_faces(
     params = dict(every=every, smooth=smooth, pick=pick, max_gap=max_gap, size=size, scale=scale,
                   shift_y=shift_y, fixed_side=fixed_side, pad=pad, detector=det.describe(),
                   landmarker=lm.describe(), fps=float(video.fps), n=len(frames), shape=list(frames.shape[1:]),
-                  frames=hashlib.sha256(np.asarray(video.source_timestamps, np.float64).tobytes()).hexdigest())
+                  frames=_frames_identity(video))
 
     def compute() -> dict[str, np.ndarray]:
         import warnings
@@ -84,7 +84,7 @@ def clip_faces(
             warnings.simplefilter("always", UserWarning)
             track = track_faces(frames, det, every=every, smooth=smooth, pick=pick, max_gap=max_gap, name=video.path)
         ct = make_crop_track(track, frames.shape[1:3], size=size, scale=scale, shift_y=shift_y, fixed_side=fixed_side)
-        crops = crop_frames(frames, ct, pad=pad)
+        crops = crop_chunked(frames, ct, pad=pad)
         fboxes = _face_boxes_in_crop(track.boxes, ct)
         lms = landmarks_on_crops(crops, lm, boxes=fboxes)
         return {"track_boxes": track.boxes, "raw_boxes": track.raw_boxes, "detected": track.detected,
@@ -105,7 +105,7 @@ def clip_faces(
     _warn_missed(track, every, video.path)
     ct = CropTrack(boxes=arrays["crop_boxes"], size=size, scale=scale, shift_y=shift_y,
                    frame_shape=(int(frames.shape[1]), int(frames.shape[2])))
-    crops = arrays["crops"] if "crops" in arrays else crop_frames(frames, ct, pad=pad)
+    crops = arrays["crops"] if "crops" in arrays else crop_chunked(frames, ct, pad=pad)
     import warnings
 
     for msg in arrays.get("track_warnings", np.zeros(0, str)).tolist():  # also on a cache hit
@@ -117,6 +117,32 @@ def clip_faces(
     return ClipFaces(crops=crops, crop_track=ct, landmarks=arrays["landmarks"].astype(np.float32),
                      face_boxes=arrays["face_boxes"], track=track, detector=det.name, landmarker=lm.name,
                      landmarker_sha256=lm.weights_sha256)
+
+
+def _frames_identity(video: Any) -> str:
+    """The exact frames taken, for the cache key: the source timestamps picked; for a streamed video (not decoded
+    or not) the output range of the file, which fixes them (same file bytes, fps and range -> same frames)."""
+    frames = video.frames
+    if getattr(frames, "chunks", None) is not None:
+        return f"stream:{frames.start}:{frames.end}:{float(frames.fps)!r}"
+    return hashlib.sha256(np.asarray(video.source_timestamps, np.float64).tobytes()).hexdigest()
+
+
+def crop_chunked(frames: Any, crop_track: CropTrack, pad: str = "edge") -> np.ndarray:
+    """crop_frames, for frames in memory or decoding in chunks (StreamedFrames): only the crops are kept."""
+    chunks = getattr(frames, "chunks", None)
+    if chunks is None:
+        return crop_frames(frames, crop_track, pad=pad)
+    if len(frames) != len(crop_track):
+        raise ValueError(f"{len(frames)} frames but a crop track of {len(crop_track)}")
+    out = np.empty((len(frames), crop_track.size, crop_track.size, frames.shape[3]), dtype=np.uint8)
+    pos = 0
+    for chunk in chunks():
+        part = CropTrack(boxes=crop_track.boxes[pos:pos + len(chunk)], size=crop_track.size, scale=crop_track.scale,
+                         shift_y=crop_track.shift_y, frame_shape=crop_track.frame_shape)
+        out[pos:pos + len(chunk)] = crop_frames(chunk, part, pad=pad)
+        pos += len(chunk)
+    return out
 
 
 def missed_frames(track: FaceTrack, every: int = 1) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.signal import medfilt
@@ -141,6 +141,21 @@ def smooth_boxes(boxes: np.ndarray, kernel: int = 5) -> np.ndarray:
     return np.stack([medfilt(padded[:, j], k)[pad:-pad] for j in range(boxes.shape[1])], axis=1)
 
 
+def _detect_sampled(frames: Any, det: FaceDetector, sampled: list[int]) -> dict[int, np.ndarray]:
+    """Detections on the sampled frames, in frame order. Frames that decode in chunks (harness.core.media.
+    StreamedFrames: a long clip) are walked once, chunk by chunk, so no more than a chunk is ever decoded."""
+    chunks = getattr(frames, "chunks", None)
+    if chunks is None:
+        return {f: det.detect(frames[f]) for f in sampled}
+    want, dets, pos = set(sampled), {}, 0
+    for chunk in chunks():
+        for j in range(len(chunk)):
+            if pos + j in want:
+                dets[pos + j] = det.detect(chunk[j])
+        pos += len(chunk)
+    return dets
+
+
 def track_faces(
     frames: np.ndarray | Sequence[np.ndarray],
     detector: FaceDetector | str = "dlib_hog",
@@ -151,7 +166,7 @@ def track_faces(
     iou_threshold: float = 0.3,
     name: str | Path | None = None,
 ) -> FaceTrack:
-    """Face track over frames [T,H,W,3] (RGB uint8). Detects on frames 0, every, 2*every, ... and the
+    """Face track over frames [T,H,W,3] (RGB uint8, or StreamedFrames). Detects on frames 0, every, 2*every, ... and the
     last one; boxes between detections are linearly interpolated, as are gaps up to max_gap frames
     (a run longer than that, or a missing face at the ends longer than that, raises NoFaceError)."""
     det = get_detector(detector) if isinstance(detector, str) else detector
@@ -161,7 +176,7 @@ def track_faces(
         raise NoFaceError("no frames to detect faces in", label)
     every = max(1, int(every))
     sampled = sorted(set(range(0, T, every)) | {T - 1})
-    dets = {f: det.detect(frames[f]) for f in sampled}
+    dets = _detect_sampled(frames, det, sampled)
     if not any(len(d) for d in dets.values()):
         raise NoFaceError(f"no face found in any of the {len(sampled)} frames searched (frames {frame_ranges(sampled)})"
                           f" with detector {det.name}", label)

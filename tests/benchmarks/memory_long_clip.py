@@ -1,0 +1,143 @@
+"""Peak memory of `realtalk-bench run` on a 5-minute 1920x1080 25 fps clip (issue 15 item 5: under 4 GB).
+
+Why a script and not a unit test: the clip takes minutes to build and the run minutes to score. It builds the
+clip ONCE under a temp folder (video-retalking/face/2.mp4 upscaled to 1080 rows, centred on a 1920x1080 grey
+canvas, looped to 5 minutes, its speech looped with it; H.264 + AAC through PyAV, streamed frame by frame so
+building it needs no more memory than one frame), writes a one-clip manifest, then runs
+
+    /usr/bin/time -v .venv/bin/realtalk-bench run --split M --root D --methods ground_truth,static_frame
+        --settings reconstruction --metrics lmd,ssim --out OUT --no-progress
+
+and prints "Maximum resident set size" (the peak RSS of the run process) with the exit code.
+
+    .venv/bin/python tests/benchmarks/memory_long_clip.py [--seconds 300] [--workdir /tmp/rtb-long-clip]
+        [--limit-gb 16]   # address-space cap (ulimit -v) so an unbounded decode fails instead of swapping the box
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+W, H, FPS, SR = 1920, 1080, 25, 16000
+
+
+def build_clip(data_root: Path, out: Path, seconds: float, width: int = W, height: int = H) -> Path:
+    """The long clip, width x height (reused when it already exists with the same length)."""
+    import cv2
+
+    from harness.core.media import read_audio, read_video
+
+    if out.exists() and out.with_suffix(".done").exists() and out.with_suffix(".done").read_text() == str(seconds):
+        return out
+    src = data_root / "video-retalking/face/2.mp4"
+    video = read_video(src, fps=FPS)
+    audio = read_audio(src, sample_rate=SR, duration_s=len(video) / FPS)
+    side = min(width, height)
+    canvas = np.full((height, width, 3), 96, np.uint8)
+    x0 = (width - side) // 2
+    frames = []
+    for fr in video.frames:
+        img = canvas.copy()
+        img[:side, x0:x0 + side] = cv2.resize(fr, (side, side), interpolation=cv2.INTER_AREA)
+        frames.append(img)
+    n_total = int(round(seconds * FPS))
+    spf = SR // FPS
+    tmp = out.with_suffix(".tmp.mp4")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(tmp), mode="w") as c:
+        vs = c.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"crf": "23", "preset": "ultrafast"}
+        as_ = c.add_stream("aac", rate=SR)
+        as_.layout = "mono"
+        vframes = [av.VideoFrame.from_ndarray(f, format="rgb24") for f in frames]
+        for i in range(n_total):
+            k = i % len(frames)  # ping-pong would hide the loop seam; a plain loop is a cut, as in real edits
+            vf = vframes[k]
+            vf.pts = i
+            vf.time_base = Fraction(1, FPS)
+            for pkt in vs.encode(vf):
+                c.mux(pkt)
+            seg = audio[k * spf:(k + 1) * spf]
+            seg = np.pad(seg, (0, spf - len(seg))).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(seg.reshape(1, -1), format="flt", layout="mono")
+            af.sample_rate, af.pts, af.time_base = SR, i * spf, Fraction(1, SR)
+            for pkt in as_.encode(af):
+                c.mux(pkt)
+        for pkt in vs.encode(None):
+            c.mux(pkt)
+        for pkt in as_.encode(None):
+            c.mux(pkt)
+    os.replace(tmp, out)
+    out.with_suffix(".done").write_text(str(seconds))
+    return out
+
+
+def write_manifest(path: Path, video_rel: str) -> Path:
+    import yaml
+
+    doc = {"name": path.stem, "description": "long clip for the memory benchmark",
+           "selection_rule": "one synthetic long clip", "clips": [
+               {"clip_id": path.stem, "identity": "face2", "video": video_rel}]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def measure(manifest: Path, data: Path, out: Path, limit_gb: float, extra: list[str]) -> tuple[int, int, str]:
+    """(exit code, peak RSS in kB, last stderr lines) of one run under /usr/bin/time -v."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = ["/usr/bin/time", "-v", str(ROOT / ".venv/bin/realtalk-bench"), "run", "--split", str(manifest),
+           "--root", str(data), "--methods", "ground_truth,static_frame", "--settings", "reconstruction",
+           "--metrics", "lmd,ssim", "--out", str(out), "--no-progress", "--n-boot", "100", *extra]
+    print("$", " ".join(cmd), flush=True)
+    pre = f"ulimit -v {int(limit_gb * 1024 * 1024)}; " if limit_gb > 0 else ""
+    proc = subprocess.run(["bash", "-c", pre + " ".join(f"'{a}'" for a in cmd)], capture_output=True, text=True,
+                          cwd=ROOT)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", proc.stderr)
+    peak = int(m.group(1)) if m else -1
+    tail = "\n".join(line for line in (proc.stdout + proc.stderr).splitlines()
+                     if not line.startswith("\t"))[-3000:]
+    print(tail)
+    print(f"exit {proc.returncode}; wall {wall.group(1) if wall else '?'}; peak RSS {peak / 1024 ** 2:.2f} GiB "
+          f"({peak} kB)", flush=True)
+    return proc.returncode, peak, tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=300.0)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/rtb-long-clip"))
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data")
+    ap.add_argument("--limit-gb", type=float, default=16.0, help="ulimit -v for the run (0: none)")
+    ap.add_argument("--size", default=f"{W}x{H}", help="WxH of the clip (default 1920x1080; 256x256 keeps the "
+                    "same 7500 crops, the dominant memory, at a fraction of the decode time)")
+    ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("run_args", nargs="*", help="extra `run` arguments (after --)")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    w, h = (int(x) for x in a.size.lower().split("x"))
+    tag = f"{int(a.seconds)}s" + ("_1080p" if (w, h) == (W, H) else f"_{w}x{h}")
+    name = f"long_{tag}.mp4"
+    clip = build_clip(a.data, a.workdir / "media" / name, a.seconds, w, h)
+    print(f"clip: {clip} ({clip.stat().st_size / 1e6:.1f} MB)", flush=True)
+    if a.build_only:
+        return 0
+    man = write_manifest(a.workdir / f"long_{int(a.seconds)}s.yaml" if tag.endswith("1080p") else
+                         a.workdir / f"long_{tag}.yaml", f"media/{name}")
+    code, peak, _ = measure(man, a.workdir, a.workdir / f"run_{tag}", a.limit_gb, a.run_args)
+    return 0 if code == 0 and 0 < peak < 4 * 1024 ** 2 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
