@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import BenchError
-from harness.runner import (RunConfig, _check_same_run, build_metrics, finalize, manifest_sha256, resolve_device,
+from harness.runner import (RunConfig, check_same_run, build_metrics, finalize, manifest_sha256, resolve_device,
                             select_clips)
 from harness.shards import parse_shard
 from harness.store import RunLock, RunStore, atomic_write_json
@@ -179,7 +179,7 @@ def merge_runs(run_dirs: list[str], out: str, console: Any = None) -> dict[str, 
                       f"reported as failures (no record)")
     store = RunStore(out_p)
     with RunLock(out_p):
-        _check_same_run(store, cfg)
+        check_same_run(store, cfg)
         n_rec = copy_records([s for s, _, _ in shards], store)
         first = min(str(rc.get("first_started") or s.get("started") or "") for _, rc, s in shards) or None
         atomic_write_json(store.run_config_path, {

@@ -290,7 +290,7 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
     if not methods:
         raise BenchError("no method can run here: " + "; ".join(f"{k}: {v}" for k, v in unavailable_methods.items()))
     store = RunStore(cfg.out)
-    _check_same_run(store, cfg)
+    check_same_run(store, cfg)
     from harness.core.fsutil import atomic_write_text
     from harness.store import atomic_write_json
 
@@ -365,7 +365,7 @@ def unpinned_warnings(protocols: dict[str, Protocol]) -> list[str]:
     return out
 
 
-def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
+def check_same_run(store: RunStore, cfg: RunConfig) -> None:
     prior = store.read_run_config()
     if prior is None:
         return

@@ -377,17 +377,17 @@ def test_full_disk_while_writing_a_record_then_resume(corpus: Path, tmp_path: Pa
                                                            "video": "face_gap_8.mp4", "audio": "speech.wav"}])
     argv = ["run", "--split", str(man), "--root", str(corpus), "--methods", "ground_truth", "--settings",
             "reconstruction", "--metrics", "ssim,psnr", "--no-progress", "--no-videos", "--n-boot", "50"]
-    real = store_mod.atomic_write_json
+    real = store_mod.atomic_write_bytes  # the store's one writer of clip records (and states, videos)
     calls = {"n": 0}
 
-    def full_disk(path, value, *a, **kw):
-        if "clips" in Path(path).parts:
+    def full_disk(path, data, *a, **kw):
+        if "clips" in Path(path).parts and Path(path).suffix == ".json":
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real(path, value, *a, **kw)
+        return real(path, data, *a, **kw)
 
-    monkeypatch.setattr(store_mod, "atomic_write_json", full_disk)
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", full_disk)
     code, _, err = _cli(capsys, argv + ["--out", str(tmp_path / "run")])
     line = _one_error_line(err)
     assert code == 1 and "No space left on device" in line and "good2.json" in line, err

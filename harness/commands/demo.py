@@ -125,6 +125,28 @@ def print_lip_figures(run_dir: str, methods: list[str], root: Any, console: Any)
                   f"{rt['mouth_r']:.3f} {'>=' if rt['mouth_r'] >= 0.5 else '<'} 0.5 (issue 14 targets)", highlight=False)
 
 
+def set_aside_other_run(out: "Path", cfg: Any) -> "Path | None":
+    """The demo is one fixed recipe: when its folder holds a run of another recipe (an older checkout's
+    methods or method arguments), move that folder to <out>-previous-<k> instead of refusing, so `make demo`
+    after an upgrade just works and no finished work is lost. Returns where it went (None: nothing moved)."""
+    from harness.core.errors import BenchError
+    from harness.runner import check_same_run
+    from harness.store import RunStore
+
+    if not (out / "run.json").exists():
+        return None
+    try:
+        check_same_run(RunStore(out), cfg)
+        return None  # the same recipe: resume it
+    except BenchError:
+        k = 1
+        while out.with_name(f"{out.name}-previous-{k}").exists():
+            k += 1
+        dest = out.with_name(f"{out.name}-previous-{k}")
+        out.rename(dest)
+        return dest
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -148,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = RunConfig(split="demo", out=args.out, methods=methods, root=args.root, metrics="all", role="test",
                     max_frames=args.max_frames, method_args=margs, executor=executor, workers=args.workers,
                     device=args.device)
+    moved = set_aside_other_run(Path(args.out), cfg)
+    if moved:
+        console.print(f"[yellow]{args.out} held an earlier, different demo run: moved to {moved}[/yellow]",
+                      highlight=False)
     summary = run_benchmark(cfg, progress=not args.no_progress, console=console)
     render_summary(summary, console)
     print_lip_figures(args.out, [m for m in LIP_FIGURE_METHODS if m in methods], args.root, console)
