@@ -14,7 +14,6 @@ import json
 import math
 import os
 import socket
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,13 +22,13 @@ import numpy as np
 
 from harness.core.errors import BenchError
 from harness.core.faults import fault_point
+from harness.core.fsutil import TMP_PREFIX, atomic_write_bytes
 from harness.core.fsutil import atomic_write_json as fs_atomic_write_json
 
 RECORD_VERSION = 1
 PER_CLIP_COLUMNS = ("method", "setting", "clip_id", "metric", "value_name", "value", "protocol")
 # summary keys that measure time: they differ between two runs of the same numbers, so they live in timings.json
 WALL_CLOCK = ("started", "finished", "wall_s", "first_started", "timings")
-TMP_PREFIX = ".tmp-"  # harness.core.fsutil's temp files: never read as store files, swept when a run takes the lock
 
 
 def to_jsonable(x: Any) -> Any:
@@ -55,26 +54,6 @@ def to_jsonable(x: Any) -> Any:
 
 def atomic_write_json(dst: Path, value: Any) -> None:
     fs_atomic_write_json(dst, to_jsonable(value))
-
-
-def atomic_write_bytes(dst: Path, data: bytes, fault: str | None = None) -> Path:
-    """fsutil's temp + fsync + os.replace, with the crash point `fault` between the fsync and the rename
-    (the moment a killed writer leaves a whole temp file and no visible change)."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=TMP_PREFIX, suffix=dst.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if fault:
-            fault_point(fault)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
 
 
 def _json_bytes(value: Any) -> bytes:

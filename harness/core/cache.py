@@ -14,14 +14,13 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from harness.core.fsutil import atomic_write_bytes
+from harness.core.fsutil import atomic_write_bytes, atomic_write_with
 from harness.core.paths import cache_dir
 
 
@@ -123,19 +122,11 @@ class Cache:
         return self._path(key, suffix)
 
     def put_file(self, key: str, src: str | os.PathLike, suffix: str) -> Path:
-        dst = self._path(key, suffix)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-", suffix=suffix)
-        try:
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+        def copy(out: Any) -> None:
+            with open(src, "rb") as inp:
                 shutil.copyfileobj(inp, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return dst
+
+        return atomic_write_with(self._path(key, suffix), copy)
 
     # admin --------------------------------------------------------------------------------------------
     def info(self) -> dict[str, dict[str, int]]:
