@@ -11,13 +11,14 @@ relative to DIR) maps clips to files. What real repositories write is accepted:
 Length rule: the output is cut / last-frame padded to n_frames; more than 10% of the frames missing fails the
 clip. Every adjustment is recorded per clip in `last_notes` (stored as the record's `method_notes`).
 Fingerprint = sha256 over every file in DIR, so a changed output is never taken for an old record.
+generate_chunks gives the same frames and notes chunk by chunk (the output decoded chunkwise), for a long clip.
 """
 from __future__ import annotations
 
 import csv as _csv
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -30,15 +31,20 @@ STABLE_POINTS = np.r_[17:48]  # iBUG brows, nose, eyes: they do not move with sp
 DETECT_SIDE = 256  # small crops are upscaled to this side for dlib's HOG detector (minimum face ~80 px)
 
 
+def _length_notes(have: int, n: int, path: Path) -> dict[str, Any]:
+    """The length rule on the frame count alone (trim to n; pad by holding the last frame; more than
+    MAX_MISSING missing fails), as the note saying what is done."""
+    if have < n and (have == 0 or (n - have) > MAX_MISSING * n):
+        raise MediaError(f"{n - have} of {n} frames missing (more than {MAX_MISSING:.0%})", path)
+    return {"frames_in_output": have, "frames_expected": n, "frames_padded": max(0, n - have),
+            "frames_trimmed": max(0, have - n)}
+
+
 def _fit_length(frames: np.ndarray, n: int, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Exactly n frames and the note saying what was done (trim to n; pad by holding the last frame)."""
-    have = len(frames)
-    note = {"frames_in_output": have, "frames_expected": n, "frames_padded": max(0, n - have),
-            "frames_trimmed": max(0, have - n)}
-    if have < n:
-        if have == 0 or (n - have) > MAX_MISSING * n:
-            raise MediaError(f"{n - have} of {n} frames missing (more than {MAX_MISSING:.0%})", path)
-        frames = np.concatenate([frames, np.repeat(frames[-1:], n - have, axis=0)])
+    note = _length_notes(len(frames), n, path)
+    if len(frames) < n:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], n - len(frames), axis=0)])
     return frames[:n], note
 
 
@@ -125,8 +131,6 @@ class Precomputed(Method):
 
     # generation -------------------------------------------------------------------------------------
     def generate(self, inp: MethodInput) -> np.ndarray:
-        import cv2
-
         path = self.locate(inp.setting, inp.clip_id)
         n = int(inp.n_frames)
         from harness.core.media import read_video_or_frames
@@ -135,26 +139,59 @@ class Precomputed(Method):
         frames, notes = _fit_length(read_video_or_frames(path, inp.fps, max_frames=n + 1).frames, n, path)
         notes["file"] = str(path)
         src = np.asarray(inp.source_frames)
-        sh, sw = src.shape[1:3]
-        oh, ow = frames.shape[1:3]
-        notes["output_size"] = [int(ow), int(oh)]
+        mode = self._mode(frames.shape[1:3], src.shape[1:3], path, notes)
+        if mode == "face_crops":
+            aligner = _CropAligner(self, path)
+            frames = aligner.flush(aligner.add(frames, src[:len(frames)]))
+            notes.update(aligner.notes())
+        elif mode == "resized":
+            frames = _resize(frames, src.shape[1:3])
+        self.last_notes = notes
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+
+    def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
+        """generate() chunk by chunk (the same frames and notes), for a long clip whose source decodes in chunks
+        (harness.evaluate): the output file is decoded chunkwise too (harness.core.media.open_video, or the PNG
+        folder's files a chunk at a time), so no whole clip of full frames is ever held. The length notes are
+        set before the first chunk, the alignment notes once the last chunk is out."""
+        path = self.locate(inp.setting, inp.clip_id)
+        n = int(inp.n_frames)
+        out = _open_output(path, inp.fps, n + 1)
+        notes = _length_notes(len(out), n, path)
+        notes["file"] = str(path)
+        src = inp.source_frames
+        mode = self._mode(tuple(out.shape[1:3]), tuple(src.shape[1:3]), path, notes)
+        self.last_notes = notes
+        aligner = _CropAligner(self, path) if mode == "face_crops" else None
+        cursor = _Cursor(src, size) if aligner is not None else None
+        for chunk in _fitted_chunks(out, n, size):  # the raw output, trimmed / last-frame padded to n
+            if aligner is not None and cursor is not None:
+                done = aligner.add(chunk, cursor.take(len(chunk)))
+            else:
+                done = _resize(chunk, src.shape[1:3]) if mode == "resized" else chunk
+            yield from _split(np.ascontiguousarray(done, dtype=np.uint8), size)
+        if aligner is not None:
+            aligner.flush(None)
+            notes.update(aligner.notes())
+
+    def _mode(self, out_hw: tuple[int, ...], src_hw: tuple[int, ...], path: Path, notes: dict[str, Any]) -> str:
+        """full_frames / resized / face_crops for an output of out_hw against the source's src_hw (notes updated)."""
+        oh, ow = (int(x) for x in out_hw)
+        sh, sw = (int(x) for x in src_hw)
+        notes["output_size"] = [ow, oh]
         crops = (oh == ow and oh < min(sh, sw)) if self.crops == "auto" else bool(self.crops)
         if crops:
             if oh != ow:
                 raise MediaError(f"crops={self.crops}: output {ow}x{oh} is not square", path)
-            frames, align = self._align_crops(frames, src, path)
-            notes.update(mode="face_crops", **align)
+            notes["mode"] = "face_crops"
         elif (oh, ow) != (sh, sw):
             if abs(ow / oh - sw / sh) > 0.01:
                 raise MediaError(f"output {ow}x{oh} has another aspect ratio than the source {sw}x{sh} and is "
                                  f"not a square face crop", path)
-            interp = cv2.INTER_AREA if ow > sw else cv2.INTER_LINEAR
-            frames = np.stack([cv2.resize(f, (sw, sh), interpolation=interp) for f in frames])
-            notes.update(mode="resized", resized_from=[int(ow), int(oh)])
+            notes.update(mode="resized", resized_from=[ow, oh])
         else:
-            notes.update(mode="full_frames")
-        self.last_notes = notes
-        return np.ascontiguousarray(frames, dtype=np.uint8)
+            notes["mode"] = "full_frames"
+        return notes["mode"]
 
     def _face_models(self) -> tuple[Any, Any]:
         if self._faces is None:
@@ -178,41 +215,169 @@ class Precomputed(Method):
         pts = lmk.landmarks(img, box)
         return None if pts is None else pts / s
 
-    def _align_crops(self, crops: np.ndarray, src: np.ndarray, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-        """Paste each crop onto its ground-truth frame with the similarity transform (rotation, uniform scale,
-        shift) that maps the crop's stable landmarks onto the ground truth's. A frame where either face is not
-        found reuses the previous frame's transform (the first found one for leading frames)."""
+
+def _resize(frames: np.ndarray, hw: tuple[int, ...]) -> np.ndarray:
+    import cv2
+
+    sh, sw = int(hw[0]), int(hw[1])
+    interp = cv2.INTER_AREA if frames.shape[2] > sw else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (sw, sh), interpolation=interp) for f in frames])
+
+
+def _split(frames: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(frames), size):
+        yield frames[i:i + size]
+
+
+class _PngFrames:
+    """A PNG/JPG folder's frames, read a chunk of files at a time (read_video_or_frames' frames, unheld)."""
+
+    def __init__(self, path: Path, max_frames: int):
+        from harness.core.media import IMAGE_EXT
+
+        self.path = path
+        self.files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
+        if not self.files:
+            raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", path)
+        first = self._read(self.files[0])
+        self.shape = (len(self.files), *first.shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @staticmethod
+    def _read(f: Path) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(f) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise MediaError(f"unreadable frame image ({exc})", f) from None
+
+    def chunks(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        stop = len(self) if stop is None else stop
+        for i in range(start, stop, size):
+            frames = [self._read(f) for f in self.files[i:min(i + size, stop)]]
+            if any(fr.shape != self.shape[1:] for fr in frames):
+                raise MediaError("frame images of different sizes in the folder", self.path)
+            yield np.stack(frames)
+
+
+def _open_output(path: Path, fps: float, max_frames: int) -> Any:
+    """The output's frames, decoded on demand: StreamedFrames for a video file, _PngFrames for a folder."""
+    if path.is_dir():
+        return _PngFrames(path, max_frames)
+    from harness.core.media import open_video
+
+    return open_video(path, fps=fps, max_frames=max_frames).frames
+
+
+class _Cursor:
+    """The source frames in order, k at a time, over one decode pass (a StreamedFrames slice would seek and
+    decode from the previous keyframe for every chunk); the last frame is held past the end."""
+
+    def __init__(self, frames: Any, size: int):
+        chunks = getattr(frames, "chunks", None)
+        self.it = chunks(size) if chunks is not None else (frames[i:i + size] for i in range(0, len(frames), size))
+        self.buf = np.empty((0, *frames.shape[1:]), np.uint8)
+        self.last: np.ndarray | None = None
+
+    def take(self, k: int) -> np.ndarray:
+        while len(self.buf) < k:
+            nxt = next(self.it, None)
+            if nxt is None:
+                break
+            self.buf = np.concatenate([self.buf, np.asarray(nxt)])
+        got, self.buf = self.buf[:k], self.buf[k:]
+        if len(got):
+            self.last = got[-1:]
+        if len(got) < k and self.last is not None:
+            got = np.concatenate([got, np.repeat(self.last, k - len(got), axis=0)])
+        return got
+
+
+def _fitted_chunks(frames: Any, n: int, size: int) -> Iterator[np.ndarray]:
+    """_fit_length(frames, n) in chunks of at most `size`, never holding more than one chunk."""
+    got, last = 0, None
+    for chunk in frames.chunks(size, 0, min(len(frames), n)):
+        last = chunk[-1:]
+        got += len(chunk)
+        yield chunk
+    while got < n and last is not None:
+        k = min(size, n - got)
+        got += k
+        yield np.repeat(last, k, axis=0)
+
+
+class _CropAligner:
+    """Face crops pasted onto their ground-truth frames with the similarity transform (rotation, uniform scale,
+    shift) that maps the crop's stable landmarks onto the ground truth's, fed chunk by chunk (the same frames as
+    one call over the clip). A frame where either face is not found reuses the previous frame's transform; the
+    leading frames before the first found one wait (their crops and source frames held; with a face in the
+    first frames that is a chunk at most) and take the first found transform."""
+
+    def __init__(self, method: "Precomputed", path: Path):
+        self.method, self.path = method, path
+        self.prev: np.ndarray | None = None
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.resid: list[float] = []
+        self.scales: list[float] = []
+        self.failed = 0
+        self.total = 0
+
+    def _matrix(self, crop: np.ndarray, src: np.ndarray) -> np.ndarray | None:
         import cv2
 
-        t = len(crops)
-        mats: list[np.ndarray | None] = []
-        resid: list[float] = []
-        for i in range(t):
-            a = self._points(crops[i])
-            b = self._points(src[min(i, len(src) - 1)])
-            m = None
-            if a is not None and b is not None:
-                m, _ = cv2.estimateAffinePartial2D(a[STABLE_POINTS], b[STABLE_POINTS], method=cv2.LMEDS)
-                if m is not None:
-                    proj = a[STABLE_POINTS] @ m[:, :2].T + m[:, 2]
-                    resid.append(float(np.mean(np.linalg.norm(proj - b[STABLE_POINTS], axis=1))))
-            mats.append(m)
-        failed = sum(m is None for m in mats)
-        if failed == t:
+        a = self.method._points(crop)
+        b = self.method._points(src)
+        if a is None or b is None:
+            return None
+        m, _ = cv2.estimateAffinePartial2D(a[STABLE_POINTS], b[STABLE_POINTS], method=cv2.LMEDS)
+        if m is not None:
+            proj = a[STABLE_POINTS] @ m[:, :2].T + m[:, 2]
+            self.resid.append(float(np.mean(np.linalg.norm(proj - b[STABLE_POINTS], axis=1))))
+            self.scales.append(float(np.hypot(*m[:, 0])))
+        return m
+
+    @staticmethod
+    def _paste(crop: np.ndarray, src: np.ndarray, m: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = src.shape[:2]
+        ones = np.full(crop.shape[:2], 255, np.uint8)
+        warped = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        mask = cv2.warpAffine(ones, m, (w, h), flags=cv2.INTER_LINEAR)[..., None].astype(np.float32) / 255.0
+        return np.clip(warped * mask + src.astype(np.float32) * (1.0 - mask) + 0.5, 0, 255).astype(np.uint8)
+
+    def add(self, crops: np.ndarray, src: np.ndarray) -> np.ndarray:
+        """Aligned frames for what can be placed so far (crops[i] goes onto src[i], the last source frame held
+        past its end)."""
+        out = []
+        for i in range(len(crops)):
+            s = src[min(i, len(src) - 1)]
+            m = self._matrix(crops[i], s)
+            self.total += 1
+            if m is None:
+                self.failed += 1
+                if self.prev is None:
+                    self.pending.append((crops[i], s))
+                    continue
+                m = self.prev
+            if self.pending:  # the first found transform, for the leading frames that waited
+                out.extend(self._paste(c, ps, m) for c, ps in self.pending)
+                self.pending = []
+            self.prev = m
+            out.append(self._paste(crops[i], s, m))
+        return np.stack(out) if out else np.empty((0, *src.shape[1:]), np.uint8)
+
+    def flush(self, frames: np.ndarray | None) -> np.ndarray:
+        """The end of the clip: `frames` (the last add's output, or None); fails when no frame was aligned."""
+        if self.prev is None:
             raise MediaError(f"face crops: no frame could be aligned to the ground truth (no face found in "
-                             f"{t} of {t} frames)", path)
-        first = next(m for m in mats if m is not None)
-        out = np.empty_like(src[:t]) if len(src) >= t else np.empty((t, *src.shape[1:]), np.uint8)
-        h, w = src.shape[1:3]
-        ones = np.full(crops.shape[1:3], 255, np.uint8)
-        prev = first
-        for i in range(t):
-            m = mats[i] if mats[i] is not None else prev
-            prev = m
-            warped = cv2.warpAffine(crops[i], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            mask = cv2.warpAffine(ones, m, (w, h), flags=cv2.INTER_LINEAR)[..., None].astype(np.float32) / 255.0
-            base = src[min(i, len(src) - 1)].astype(np.float32)
-            out[i] = np.clip(warped * mask + base * (1.0 - mask) + 0.5, 0, 255).astype(np.uint8)
-        scale = float(np.mean([np.hypot(*m[:, 0]) for m in mats if m is not None]))
-        return out, {"align_residual_px": float(np.mean(resid)), "align_failed_frames": int(failed),
-                     "align_scale": scale}
+                             f"{self.total} of {self.total} frames)", self.path)
+        return frames if frames is not None else np.empty((0, 0, 0, 3), np.uint8)
+
+    def notes(self) -> dict[str, Any]:
+        return {"align_residual_px": float(np.mean(self.resid)), "align_failed_frames": int(self.failed),
+                "align_scale": float(np.mean(self.scales))}

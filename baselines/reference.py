@@ -114,6 +114,27 @@ class CopyReference(Method):
         return d
 
     def generate(self, inp: MethodInput) -> np.ndarray:
+        frames = np.asarray(inp.source_frames)
+        paste, idx = self._paster(inp, frames)
+        out = np.empty((len(idx),) + frames.shape[1:], np.uint8)
+        for i, s in enumerate(idx):  # frame by frame, as realtalk.inference builds its masks
+            out[i] = paste(s, frames[[s]])[0]
+        return out
+
+    def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
+        """generate() chunk by chunk (the same frames), for a long clip whose source decodes in chunks: the
+        source frames are read in one pass (a seek only where the pingpong turns back past the clip's end)."""
+        from realtalk.inference import ForwardFrames
+
+        frames = inp.source_frames
+        paste, idx = self._paster(inp, frames)
+        src = ForwardFrames(frames, size)
+        for lo in range(0, len(idx), size):
+            yield np.concatenate([paste(s, src.one(s)) for s in idx[lo:lo + size]])
+
+    def _paster(self, inp: MethodInput, frames: Any) -> tuple[Any, list[int]]:
+        """(paste(s, source frame s as [1,H,W,3]) -> output frame [1,H,W,3], the source index of each output
+        frame): faces, coefficients and the first crop of the source, computed once."""
         import dataclasses
         from pathlib import Path
         from types import SimpleNamespace
@@ -128,7 +149,6 @@ class CopyReference(Method):
         from realtalk.inference import frames_identity, pingpong_index
         from realtalk.mask import lower_face_mask
 
-        frames = np.asarray(inp.source_frames)
         ts = inp.source_timestamps
         if ts is None or len(ts) != len(frames):
             ts = frames_identity(frames)
@@ -137,17 +157,18 @@ class CopyReference(Method):
         fm = load_default_face_model()
         co = clip_coefficients(faces, fm)
         idx = [pingpong_index(i, len(frames)) for i in range(int(inp.n_frames))]
-        out = np.empty((len(idx),) + frames.shape[1:], np.uint8)
         alpha = torch.as_tensor(co.alpha, dtype=torch.float32)[None]
         beta = torch.as_tensor(co.beta, dtype=torch.float32)
         rho = torch.as_tensor(co.rho, dtype=torch.float32)
-        ref = faces.crops[0]
-        for i, s in enumerate(idx):  # frame by frame, as realtalk.inference builds its masks
+        ref = np.asarray(faces.crops[0])
+
+        def paste(s: int, frame: np.ndarray) -> np.ndarray:
             m = lower_face_mask(fm, alpha, beta[s:s + 1], rho[s:s + 1], size=ref.shape[0])[0, 0].numpy()
             gen = 1.0 - m
             if self.feather_sigma > 0:
                 gen = cv2.GaussianBlur(gen, (0, 0), self.feather_sigma)
             a8 = np.clip(np.rint(gen * 255), 0, 255).astype(np.uint8)
             track = dataclasses.replace(faces.crop_track, boxes=np.asarray(faces.crop_track.boxes)[[s]])
-            out[i] = paste_frames_alpha(frames[[s]], ref[None], a8[None], track)[0]
-        return out
+            return paste_frames_alpha(frame, ref[None], a8[None], track)
+
+        return paste, idx

@@ -2,10 +2,10 @@
 
 - M-LMD: metrics.lmd (ATVGnet-style mouth landmark distance, points 48-67, each side centred on its own
   mean, px at 256x256), computed here with the same LMD metric object and the same GT crop track as a run.
-- Mouth-opening correlation (ours, the figure issue 14 asks for): per frame, the inner-lip gap = mean
-  distance of the iBUG pairs (61,67), (62,66), (63,65) on the metric's landmarks; Pearson r between the
-  generated and the ground-truth series over the frames where both have landmarks, per clip, then the
-  mean over clips. A series with no variation (static_frame) has no correlation: r is NaN and counted.
+- Mouth-opening correlation (ours, the figure issue 14 asks for): the registered metric metrics.mouth_corr
+  (`run --metrics mouth_r`): per clip, Pearson r of the generated vs the ground-truth per-frame inner-lip gap
+  on the LMD metric's landmarks, then the mean over clips. A series with no variation (a frozen mouth) has no
+  correlation: r is NaN and counted. One definition: the figures here go through that metric's code.
 
 Two entry points: `evaluate_methods` generates in-process (slow test, experiments), `figures_from_run`
 reads the videos a finished run wrote (what `realtalk-bench demo` prints, no second generation).
@@ -17,34 +17,21 @@ from typing import Any, Iterable
 
 import numpy as np
 
-INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
-MIN_FRAMES = 10  # a correlation over fewer frames (with landmarks on both sides) is not reported
+from metrics.mouth_corr import INNER_PAIRS, MIN_FRAMES, mouth_opening, mouth_r_result, pearson
 
-
-def mouth_opening(lm: np.ndarray) -> np.ndarray:
-    """[T,68,2] -> [T] inner-lip gap in px (nan where a frame has no landmarks)."""
-    lm = np.asarray(lm, np.float64)
-    return np.mean([np.linalg.norm(lm[:, a] - lm[:, b], axis=-1) for a, b in INNER_PAIRS], axis=0)
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < MIN_FRAMES:
-        return float("nan")
-    a, b = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
+__all__ = ["INNER_PAIRS", "MIN_FRAMES", "mouth_opening", "pearson", "clip_figures", "evaluate_methods",
+           "figures_from_run", "summarize", "format_summary"]  # the first four: metrics.mouth_corr's, re-exported
 
 
 def clip_figures(gen_crops: np.ndarray, gt_crops: np.ndarray, lmd: Any) -> dict[str, float]:
-    """{"M-LMD", "mouth_r", "frames_used", "frames_total"} of one clip (256x256 crops, same crop track)."""
-    from metrics.lmd import RESOLUTION, lmd_frames
+    """{"M-LMD", "mouth_r", "frames_used", "frames_total"} of one clip (256x256 crops, same crop track): M-LMD as
+    metrics.lmd computes it, mouth_r as metrics.mouth_corr does, both on lmd.landmark_pair's landmarks."""
+    from metrics.lmd import lmd_frames
 
-    scale = RESOLUTION / gt_crops.shape[1]
-    g, r = lmd.landmarks(gen_crops) * scale, lmd._gt_landmarks(gt_crops) * scale
+    g, r = lmd.landmark_pair(gen_crops, gt_crops)
     per, ok = lmd_frames(g, r, lmd.lmd_protocol)
     return {"M-LMD": float(np.mean(per["M-LMD"][ok])) if ok.any() else float("nan"),
-            "mouth_r": pearson(mouth_opening(g), mouth_opening(r)),
+            "mouth_r": mouth_r_result(g, r).values["mouth_r"],
             "frames_used": int(ok.sum()), "frames_total": int(len(ok))}
 
 

@@ -86,7 +86,14 @@ class EvalSpec:
 
 
 STREAM_ABOVE_BYTES = 1024 ** 3  # a clip whose decoded frames exceed this is decoded in chunks (StreamedFrames)
-STREAM_CHUNK_FRAMES = 64  # generated frames per chunk on the streamed path (methods with generate_chunks)
+STREAM_CHUNK_FRAMES = 64  # generated frames per chunk on the streamed path (methods with generate_chunks) ...
+STREAM_CHUNK_BYTES = 48 * 1024 ** 2  # ... at most this much of them (8 frames of 1080p): a chunk is held several
+# times over (the method's, its crops' source, the video encoder's input), so its size adds to the peak
+
+
+def stream_chunk_frames(frame_shape: tuple[int, ...]) -> int:
+    """Generated frames per chunk for frames of frame_shape (H, W, 3): STREAM_CHUNK_FRAMES, fewer for big frames."""
+    return max(1, min(STREAM_CHUNK_FRAMES, STREAM_CHUNK_BYTES // max(1, int(np.prod(frame_shape)))))
 
 
 class ClipIO:
@@ -238,12 +245,11 @@ class Evaluator:
             t_media = t_faces = 0.0
             said = src["input_warnings"]
         else:
-            import warnings
-
+            from harness.core.thread_warnings import recorded_warnings
             from metrics.compute import MIN_FRAMES
 
-            with warnings.catch_warnings(record=True) as caught:  # corrupt frames held, faces interpolated...
-                warnings.simplefilter("always", UserWarning)
+            # corrupt frames held, faces interpolated...; this thread's only (harness.prefetch runs this in another)
+            with recorded_warnings(UserWarning) as caught:
                 video, own_audio = self.io.load_media(entry, self.root, self.fps, self.sample_rate)
                 if len(video.frames) < MIN_FRAMES:
                     from harness.core.errors import MediaError
@@ -264,10 +270,15 @@ class Evaluator:
         gt = {"video": video, "own_audio": own_audio, "faces": faces, "audio": audio[: n * spf].astype(np.float32),
               "audio_path": audio_path, "drive": drive, "n_frames": n, "input_warnings": said,
               "timings": {"load_media_s": t_media, "faces_s": t_faces, "drive_audio_s": time.perf_counter() - t2}}
-        self._gt[key] = gt
+        self.remember_ground_truth(clip_id, setting, gt)
+        return gt
+
+    def remember_ground_truth(self, clip_id: str, setting: str, gt: dict[str, Any]) -> None:
+        """Memoise a ground truth (also one prepared ahead in harness.prefetch's thread), the last gt_memo kept."""
+        self._gt[(clip_id, setting)] = gt
+        self._gt.move_to_end((clip_id, setting))
         while len(self._gt) > self._gt_size:
             self._gt.popitem(last=False)
-        return gt
 
     def _driving_audio(self, entry: Any, setting: str, n_src: int, own: np.ndarray) -> tuple[np.ndarray, Path, str]:
         from harness.core.paths import data_root
@@ -296,6 +307,12 @@ class Evaluator:
         # reference and precomputed methods are not cached: their frames are a cheap decode, and a precomputed
         # method's per-clip notes (length / alignment, Method.last_notes) come from generate() itself
         cacheable = method.kind not in ("reference", "precomputed") and self.cache.enabled
+        streamed = getattr(video.frames, "chunks", None) is not None
+        if cacheable and streamed:  # a clip decoded in chunks: its frames would make a multi-GB npz (43 GB/5 min)
+            gt.setdefault("not_cached", {})[task.method] = (
+                f"generated frames not cached: the clip is decoded in chunks ({n} frames of {video_shape(gt)}, "
+                f"more than {self.io_stream_gb():.1f} GiB decoded)")
+            cacheable = False
         key = None
         if cacheable:
             key = make_key("generated", GENERATED_VERSION, inputs=[video.path, gt["audio_path"]], method=method.name,
@@ -310,12 +327,13 @@ class Evaluator:
                 except (OSError, ValueError, KeyError, EOFError):
                     p.unlink(missing_ok=True)
         chunked = getattr(method, "generate_chunks", None)
-        if chunked is not None and getattr(video.frames, "chunks", None) is not None and key is None:
+        if chunked is not None and streamed and key is None:
             inp = MethodInput(clip_id=task.clip_id, setting=task.setting, source_video=Path(video.path),
                               source_frames=video.frames, audio=gt["audio"], n_frames=n, fps=self.fps,
                               sample_rate=self.sample_rate, audio_path=Path(gt["audio_path"]), workdir=None,
                               source_timestamps=getattr(video, "source_timestamps", None))
-            return _checked_chunks(method, chunked(inp, STREAM_CHUNK_FRAMES), (n, *video.frames.shape[1:])), False
+            size = stream_chunk_frames(tuple(video.frames.shape[1:]))
+            return _checked_chunks(method, chunked(inp, size), (n, *video.frames.shape[1:])), False
         with tempfile.TemporaryDirectory(prefix="rtb-gen-") as wd:
             inp = MethodInput(clip_id=task.clip_id, setting=task.setting, source_video=Path(video.path),
                               source_frames=video.frames, audio=gt["audio"], n_frames=n, fps=self.fps,
@@ -369,16 +387,23 @@ class Evaluator:
             track = _slice_track(faces.crop_track, n)
             streamed = not isinstance(frames, np.ndarray)
             video_bytes = None
+            boxes = tracked_face_boxes(faces, n)  # SyncNet's own crops (metrics/syncnet_crop.py)
+            gen_full: Any = None if streamed else np.asarray(frames)[:n]
             if streamed:  # chunks: crops cut and the video written as they come; full frames never all in memory
+                sync = self._sync_cropper(task.setting, boxes)  # SyncNet's 224 crops cut as the chunks pass
                 gen_crops, video_bytes = self._consume_chunks(frames, track, gt["audio"], method.kind != "reference",
-                                                              rec, np.asarray(faces.crops))
+                                                              rec, np.asarray(faces.crops), sync)
+                gen_full = sync.result() if sync is not None else None
             else:
                 gen_crops = self.io.crop(frames, track)
             rec["timings"]["crop_s"] = time.perf_counter() - t0
+            if streamed and method.last_notes:  # chunks: a method's notes are complete once they are consumed
+                rec["method_notes"] = dict(method.last_notes)
+            if task.method in gt.get("not_cached", {}):
+                rec["generated_not_cached"] = gt["not_cached"][task.method]
             clip = ClipInput(clip_id=task.clip_id, generated=gen_crops, ground_truth=np.asarray(faces.crops)[:n],
                              audio=gt["audio"], identity=np.asarray(faces.crops)[0], fps=self.fps,
-                             sample_rate=self.sample_rate, generated_full=None if streamed else np.asarray(frames)[:n],
-                             face_boxes=tracked_face_boxes(faces, n))  # SyncNet's own crops (metrics/syncnet_crop.py)
+                             sample_rate=self.sample_rate, generated_full=gen_full, face_boxes=boxes)
             states: dict[str, dict[str, np.ndarray]] = {}
             rec["timings"]["metrics"] = {}
             for name, metric in self.metrics.items():
@@ -388,10 +413,10 @@ class Evaluator:
                 if "audio" in metric.needs and silent(gt["audio"]):  # no speech: no sync to measure
                     rec["skipped_metrics"][name] = f"needs speech: {silent(gt['audio'])}"
                     continue
-                if streamed and "full_frames" in metric.needs:
+                if streamed and "full_frames" in metric.needs and gen_full is None:
                     rec["metric_errors"][name] = (
-                        f"needs the full generated frames, not kept for a clip decoded in chunks ({n} frames of "
-                        f"{video_shape(gt)}; more than {self.io_stream_gb():.1f} GiB decoded)")
+                        f"needs the full generated frames and the face boxes; a clip decoded in chunks ({n} frames "
+                        f"of {video_shape(gt)}) keeps neither without a face track")
                     continue
                 t0 = time.perf_counter()
                 fault_point("metric")
@@ -425,8 +450,18 @@ class Evaluator:
     def io_stream_gb(self) -> float:
         return getattr(self.io, "stream_above_bytes", STREAM_ABOVE_BYTES) / 1024 ** 3
 
+    def _sync_cropper(self, setting: str, boxes: np.ndarray | None) -> Any:
+        """A metrics.syncnet_crop.SyncNetCropper when a metric of this setting cuts its own crops from the full
+        frames (SyncNet) and the face boxes are known; None otherwise."""
+        if boxes is None or not any("full_frames" in m.needs and metric_applies(m, setting)
+                                    for m in self.metrics.values()):
+            return None
+        from metrics.syncnet_crop import SyncNetCropper
+
+        return SyncNetCropper(boxes)
+
     def _consume_chunks(self, chunks: Any, track: Any, audio: np.ndarray, label: bool, rec: dict[str, Any],
-                        gt_crops: np.ndarray | None = None) -> tuple[np.ndarray, bytes | None]:
+                        gt_crops: np.ndarray | None = None, sync: Any = None) -> tuple[np.ndarray, bytes | None]:
         """Generated crops (cut along the ground truth's crop track) and, with write_videos, the mp4 bytes, from a
         method's frame chunks: one chunk of full frames in memory at a time. A failing video write is recorded
         (video_error) and the values stand, as on the whole-array path."""
@@ -439,7 +474,7 @@ class Evaluator:
             path = Path(d) / "generated.mp4"
             writer = self.io.video_writer(path, n, self.fps, audio, self.sample_rate) if self.write_videos else None
             try:
-                crops, pos, writer, t_write = self._crop_chunks(chunks, track, n, writer, label, rec, gt_crops)
+                crops, pos, writer, t_write = self._crop_chunks(chunks, track, n, writer, label, rec, gt_crops, sync)
             except BaseException as exc:
                 rec.pop("_t_write", None)
                 if writer is not None:  # close the half-written file (removed with the temp folder)
@@ -460,7 +495,7 @@ class Evaluator:
         return crops, video_bytes
 
     def _crop_chunks(self, chunks: Any, track: Any, n: int, writer: Any, label: bool, rec: dict[str, Any],
-                     gt_crops: np.ndarray | None = None) -> tuple[np.ndarray | None, int, Any, float]:
+                     gt_crops: np.ndarray | None = None, sync: Any = None) -> tuple[np.ndarray | None, int, Any, float]:
         """(crops, frames seen, the writer or None once it failed, seconds writing) over a method's chunks. While
         the crops equal the ground truth's (a method replaying the source), the ground truth's array is returned
         instead of a second copy (1.5 GB per 7500 crops)."""
@@ -468,6 +503,8 @@ class Evaluator:
         same = gt_crops is not None and len(gt_crops) >= n
         pos = 0
         for chunk in chunks:
+            if sync is not None:
+                sync.add(chunk)
             part = dataclasses.replace(track, boxes=np.asarray(track.boxes)[pos:pos + len(chunk)])
             c = self.io.crop(chunk, part)
             if same and np.array_equal(c, gt_crops[pos:pos + len(c)]):

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
+TARGET_RATIO = 1.5  # issue 16 item 4: every torch network within 1.5x its FLOP floor on CPU
+
+
 @dataclass
 class FloorRow:
     """One network: FLOPs and best measured seconds per frame at `batch`, against `gemm_gflops`."""
@@ -28,6 +31,7 @@ class FloorRow:
     s_per_frame: float
     gemm_gflops: float
     note: str = ""
+    target: float | None = None  # the ratio to reach (TARGET_RATIO for torch networks); None: no ratio target
 
     @property
     def achieved_gflops(self) -> float:
@@ -41,6 +45,13 @@ class FloorRow:
     @property
     def ratio(self) -> float:
         return self.s_per_frame / self.floor_s
+
+    @property
+    def verdict(self) -> str:
+        """'pass' when the ratio is within the target, 'FAIL' when not, '-' for rows without a target."""
+        if self.target is None:
+            return "-"
+        return "pass" if self.ratio <= self.target else "FAIL"
 
 
 def gemm_rate(n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
@@ -90,16 +101,25 @@ class torch_threads:
 
 
 def format_table(rows: list[FloorRow], header: str = "") -> str:
-    """The printed table: one line per network, ratio = measured / floor."""
+    """The printed table: one line per network, ratio = measured / floor, against its target."""
     cols = f"{'network':34s} {'batch':>5s} {'thr':>3s} {'GFLOP/frame':>11s} {'ms/frame':>9s} {'GFLOP/s':>8s} " \
-           f"{'GEMM GFLOP/s':>12s} {'floor ms':>9s} {'ratio':>6s}  note"
+           f"{'GEMM GFLOP/s':>12s} {'floor ms':>9s} {'ratio':>6s} {'target':>6s} {'pass':>4s}  note"
     lines = [header] if header else []
     lines += [cols, "-" * len(cols)]
     for r in rows:
         lines.append(f"{r.network:34s} {r.batch:5d} {r.threads:3d} {r.flops_per_frame / 1e9:11.3f} "
                      f"{r.s_per_frame * 1e3:9.2f} {r.achieved_gflops:8.1f} {r.gemm_gflops:12.1f} "
-                     f"{r.floor_s * 1e3:9.2f} {r.ratio:6.2f}  {r.note}")
+                     f"{r.floor_s * 1e3:9.2f} {r.ratio:6.2f} {_target(r.target):>6s} {r.verdict:>4s}  {r.note}")
+    judged = [r for r in rows if r.target is not None]
+    if judged:
+        failed = [r.network for r in judged if r.verdict == "FAIL"]
+        lines.append(f"{len(judged) - len(failed)}/{len(judged)} networks within their target"
+                     + (f"; over: {', '.join(failed)}" if failed else ""))
     return "\n".join(lines)
+
+
+def _target(t: float | None) -> str:
+    return "-" if t is None else f"<={t:g}"
 
 
 def machine_line() -> str:
@@ -129,19 +149,25 @@ def measure_probe(probe: Any, repeats: int = 3, gemm_n: int = 2048) -> FloorRow:
 
     threads = probe.threads or torch.get_num_threads()
     return FloorRow(probe.name, probe.batch, threads, probe.flops_per_call / probe.frames_per_call,
-                    best / probe.frames_per_call, gemm, probe.note)
+                    best / probe.frames_per_call, gemm, probe.note,
+                    TARGET_RATIO if getattr(probe, "torch_network", True) else None)
 
 
 def floor_table(names: list[str] | None = None, repeats: int = 3, dlib_workers: int = 0,
-                gemm_n: int = 2048, on_row: Callable[[FloorRow], Any] | None = None) -> tuple[list[FloorRow], str]:
+                gemm_n: int = 2048, on_row: Callable[[FloorRow], Any] | None = None,
+                threads: int | None = None) -> tuple[list[FloorRow], str]:
     """Build, time and tabulate every network (or those named). dlib_workers > 1 adds a row for that many
     single-threaded dlib processes embedding at the same time (one per core), against the all-core GEMM rate.
-    on_row: called with each row as soon as it is measured (progress on a slow machine)."""
+    on_row: called with each row as soon as it is measured (progress on a slow machine).
+    threads: intra-op threads of the torch rows (None: torch's default; 1 on a crowded machine, where
+    multi-threaded small ops suffer more from other processes than the GEMM does); dlib stays at 1."""
     from harness import floor_networks as fn
 
     rows: list[FloorRow] = []
     start = machine_line()
     for probe in fn.all_probes(names):
+        if threads and probe.threads is None:
+            probe.threads = threads
         rows.append(measure_probe(probe, repeats, gemm_n))
         if on_row:
             on_row(rows[-1])
@@ -155,5 +181,7 @@ def floor_table(names: list[str] | None = None, repeats: int = 3, dlib_workers: 
                 on_row(rows[-1])
     header = "\n".join([start, f"load average at the end: {load_average()}",
                         "floor = FLOPs/frame / GEMM rate (fp32 matmul best of N, same threads, measured after each "
-                        "row); ratio = ms/frame / floor ms"])
+                        "row); ratio = ms/frame / floor ms",
+                        f"target (issue 16 item 4): ratio <= {TARGET_RATIO:g} for the torch networks on CPU; dlib "
+                        "(no BLAS) has none: it runs one single-threaded process per core"])
     return rows, format_table(rows, header)

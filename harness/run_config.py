@@ -72,7 +72,7 @@ OPTIONS: dict[str, Callable[[Any], Any]] = {
     "clips": _names, "role": _str, "max_frames": _int, "shard": _str, "executor": _str, "workers": _int,
     "address": _str, "num_cpus": _float, "num_gpus": _float, "device": _str, "method_args": _nested,
     "metric_args": _nested, "seed": _int, "n_boot": _int, "batch_size": _int, "plugins": _names,
-    "no_videos": _bool, "retry_failed": _bool, "allow_failures": _bool, "no_progress": _bool,
+    "no_videos": _bool, "retry_failed": _bool, "allow_failures": _bool, "no_progress": _bool, "prefetch": _int,
 }
 ALIASES = {"plugin": "plugins", "method_arg": "method_args", "metric_arg": "metric_args"}
 
@@ -168,7 +168,7 @@ def config_from_options(opts: dict[str, Any], source: str = "the command line"):
     if missing:
         raise BenchError(f"missing {', '.join(missing)}: give --{missing[0].replace('_', '-')} or "
                          f"'{missing[0]}:' in a --config file ({source})")
-    kw = {k: v for k, v in opts.items() if k not in ("no_videos", "allow_failures", "no_progress")}
+    kw = {k: v for k, v in opts.items() if k not in ("no_videos", "allow_failures", "no_progress", "prefetch")}
     if "no_videos" in opts:
         kw["write_videos"] = not opts["no_videos"]
     return RunConfig(**kw)

@@ -243,13 +243,19 @@ def record_done(rec: dict[str, Any] | None, method: Method, metrics: dict[str, M
     return True
 
 
-def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = True, console: Any = None) -> dict[str, Any]:
+def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = True, console: Any = None,
+                  prefetch: int | None = None) -> dict[str, Any]:
     """Evaluate, write records as clips finish, then per_clip.csv and summary.json. Returns the summary.
-    Holds the folder's run.lock throughout: a second run into the same folder refuses (harness.store.RunLock)."""
+    Holds the folder's run.lock throughout: a second run into the same folder refuses (harness.store.RunLock).
+    prefetch: clips whose ground truth the local executor prepares ahead in a thread (None: 1 on a GPU, else
+    0); a scheduling choice like the progress bar, so not part of the config: the files are the same."""
     from harness.shards import parse_shard
     from harness.store import RunLock
 
     parse_shard(cfg.shard)  # a bad --shard fails before anything is written
+    from harness.devices import check_device
+
+    check_device(cfg.device)  # ... and a GPU that is not there (DeviceError: one line, exit 2)
     out = Path(cfg.out)
     created = not out.exists()
     lock = RunLock(out).acquire()
@@ -257,14 +263,21 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
         if lock.took_over:
             _say(console, f"took over a stale run.lock of pid {lock.took_over.get('pid')} on "
                           f"{lock.took_over.get('host')} (that run is gone)")
-        return _run_benchmark(cfg, io_, progress, console)
+        return _run_benchmark(cfg, io_, progress, console, prefetch)
     finally:
         lock.release()
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a run refused before writing anything leaves no empty folder behind
 
 
-def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: Any) -> dict[str, Any]:
+def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: Any,
+                   prefetch: int | None = None) -> dict[str, Any]:
+    from harness.devices import check_device, full_precision
+
+    device = check_device(cfg.device)
+    full_precision(device)
+    if prefetch is not None and prefetch < 0:
+        raise BenchError(f"--prefetch {prefetch}: expected a clip count >= 0")
     t_start = time.time()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     from harness.plugins import load_plugins
@@ -284,7 +297,6 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
         print(cross_audio_note(len(clips), unpaired), file=sys.stderr, flush=True)
     skip = set(unpaired)
     clips = shard_clips(clips, cfg.shard)  # after settings_for: a shard runs the settings of the whole run
-    device = resolve_device(cfg.device)
     methods, unavailable_methods = build_methods(cfg)
     metrics, unavailable_metrics = build_metrics(cfg, device)
     if not methods:
@@ -324,7 +336,12 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
     if tasks:
         from harness.executors import make_executor
 
-        ex = make_executor(cfg.executor, cfg.address, cfg.num_cpus, cfg.num_gpus, io_=io_, workers=cfg.workers)
+        depth = (1 if device.startswith("cuda") else 0) if prefetch is None else prefetch
+        if prefetch and cfg.executor != "local":
+            _say(console, f"note: --prefetch applies to the local executor; the {cfg.executor} executor overlaps "
+                          "clips through its workers")
+        ex = make_executor(cfg.executor, cfg.address, cfg.num_cpus, cfg.num_gpus, io_=io_, workers=cfg.workers,
+                           prefetch=depth)
         evaluator = None
         if cfg.executor == "local":
             evaluator = Evaluator(methods, metrics, all_clips, spec.root, io_=io_, write_videos=cfg.write_videos)
@@ -444,6 +461,7 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
         "started": None, "finished": None, "wall_s": None,
         "protocols": {n: p.to_dict() for n, p in protocols.items()},
         "metric_config": metric_configs(metrics, cfg),
+        "devices": _devices(cfg, metrics),
         "unavailable": dict(unavailable_metrics),
         "unavailable_values": unavailable_values(unavailable_metrics, cfg.settings),
         "methods": {n: method_info(m) for n, m in methods.items()},
@@ -456,6 +474,14 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
         "timings": timings,
     }
     return summary
+
+
+def _devices(cfg: RunConfig, metrics: dict[str, Metric]) -> dict[str, Any]:
+    """summary.json's "devices" (harness.devices.devices_record): --device as given, as resolved, per metric."""
+    from harness.devices import devices_record
+
+    used = sorted({str(m.device) for m in metrics.values()})
+    return devices_record(cfg.device, used[0] if len(used) == 1 else cfg.device, metric_configs(metrics, cfg))
 
 
 def unavailable_values(unavailable: dict[str, str], settings: list[str]) -> dict[str, dict[str, Any]]:

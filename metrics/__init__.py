@@ -10,4 +10,5 @@ METRIC_MODULES: list[str] = [
     "metrics.csim",
     "metrics.syncnet_lse",
     "metrics.av_sync",
+    "metrics.mouth_corr",
 ]

@@ -237,7 +237,7 @@ class AVSync(Metric):
         self.null_surrogates = int(null_surrogates)
         if self.null_surrogates < 1:
             raise ValueError(f"av_sync null_surrogates must be >= 1, got {null_surrogates}")
-        self._source = LandmarkSource(backend, landmarks_fn, owner="av_sync")
+        self._source = LandmarkSource(backend, landmarks_fn, owner="av_sync", device=device)
 
     def config(self) -> dict[str, Any]:
         return {"backend": self.backend, "max_offset": self.max_offset, "min_frames": self.min_frames,

@@ -54,10 +54,8 @@ def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
 
     gen_frames = fit_pair(gen.frames, gt.frames, gen.path, gt.path)
     n = len(gen_frames)
-    from metrics.face_models import shared_detector, shared_landmarker
-
-    # the default models, built once per process (a cache hit still needs their descriptions for the key)
-    faces = clip_faces(gt, detector=shared_detector("dlib_hog"), landmarker=shared_landmarker("dlib"),
+    # the default models, shared per process by harness.core.faces (a cache hit still needs their descriptions)
+    faces = clip_faces(gt, detector="dlib_hog", landmarker="dlib",
                        cache=not Path(gt.path).is_dir())
     ct = faces.crop_track
     gen_crops = crop_frames(gen_frames, ct) if len(ct.boxes) == n else crop_frames(gen_frames, _cut(ct, n))

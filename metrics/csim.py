@@ -26,7 +26,7 @@ from harness.core import weights
 from harness.core.errors import MediaError, MetricUnavailable, NoFaceError
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.feature_cache import cached_features, generated_is_ground_truth
-from metrics.frame_memo import FrameMemo
+from metrics.frame_memo import FrameMemo, register as register_memo
 from metrics.passes import PASSES
 
 ARCFACE_FILE = "w600k_r50.onnx"
@@ -41,7 +41,7 @@ def _largest_box(detector: Any, img: np.ndarray) -> Any | None:
 # identical frames (ground truth vs its own reference, static frames) are embedded once per process
 _EMBED_MEMO = FrameMemo(network="identity")
 # one loaded embedder per (backend, device) per process: scoring many generated videos loads the models once
-_EMBEDDERS: dict[tuple[str, str], Any] = {}
+_EMBEDDERS: dict[tuple[str, str], Any] = register_memo({})  # frame_memo.clear_all() forgets it
 
 
 class _DlibEmbedder:

@@ -7,8 +7,9 @@ Every frame that does go through is logged in metrics.passes.PASSES under the me
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 import numpy as np
 
@@ -27,6 +28,13 @@ def frames_equal(a: np.ndarray, b: np.ndarray, block: int = 256) -> bool:
 
 
 MEMOS: list[Any] = []  # every per-process memo (anything with .clear()), so tests can simulate a fresh process
+M = TypeVar("M")
+
+
+def register(memo: M) -> M:
+    """Add a per-process memo (a dict of loaded networks, a FrameMemo: anything with .clear()) to clear_all."""
+    MEMOS.append(memo)
+    return memo
 
 
 def frame_key(frame: np.ndarray) -> bytes:
@@ -34,9 +42,13 @@ def frame_key(frame: np.ndarray) -> bytes:
 
 
 def clear_all() -> None:
-    """Empty every per-process memo (what a new process starts with); the on-disk caches stay."""
+    """Empty every per-process memo (what a new process starts with): frame outputs, loaded networks, the shared
+    face detectors / landmarkers of harness.core.faces; the on-disk caches stay."""
+    from harness.core.faces import reset_face_models
+
     for memo in MEMOS:
         memo.clear()
+    reset_face_models()
 
 
 class FrameMemo:
@@ -44,17 +56,23 @@ class FrameMemo:
         self.max_entries = max_entries
         self.network = network
         self._rows: OrderedDict[tuple[Hashable, bytes], Any] = OrderedDict()
+        self._lock = threading.RLock()  # harness.prefetch: another thread may use the same memo
         MEMOS.append(self)
 
     def clear(self) -> None:
-        self._rows.clear()
+        with self._lock:
+            self._rows.clear()
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def map(self, namespace: Hashable, frames: np.ndarray, compute: Callable[[np.ndarray], Sequence[Any]]) -> list[Any]:
         """Per-frame outputs for `frames`; `compute(unique_unseen_frames)` runs once on the frames not seen
-        before (in order) and returns one output per frame."""
+        before (in order) and returns one output per frame. One thread at a time (a frame is computed once)."""
+        with self._lock:
+            return self._map(namespace, frames, compute)
+
+    def _map(self, namespace: Hashable, frames: np.ndarray, compute: Callable[[np.ndarray], Sequence[Any]]) -> list[Any]:
         keys = [(namespace, frame_key(f)) for f in frames]
         todo: dict[tuple[Hashable, bytes], int] = {}
         for i, k in enumerate(keys):

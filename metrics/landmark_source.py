@@ -20,13 +20,20 @@ class LandmarkSource:
     """crops [T,H,W,3] -> [T,68,2] float (nan rows where no face), through harness.core.faces."""
 
     def __init__(self, backend: str = "dlib", landmarks_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-                 owner: str = "metric") -> None:
-        """landmarks_fn: a custom landmarker (tests, plugins); it bypasses the memo (no content identity)."""
+                 owner: str = "metric", device: str = "cpu") -> None:
+        """landmarks_fn: a custom landmarker (tests, plugins); it bypasses the memo (no content identity).
+        device: where FAN runs (dlib always runs on the CPU)."""
         if backend not in BACKENDS:
             raise ValueError(f"{owner} backend {backend!r} not in {BACKENDS}")
         self.backend = backend
         self.custom = landmarks_fn
+        self.device = str(device)
         self._landmarker: Any = None
+
+    @property
+    def device_type(self) -> str:
+        """'cpu' or 'cuda': where the landmark network runs (part of memo and cache keys off the CPU)."""
+        return self.device.split(":")[0] if self.backend == "fan" else "cpu"
 
     @property
     def weights_key(self) -> str:
@@ -55,11 +62,13 @@ class LandmarkSource:
         if self.custom is not None:
             return self.custom(crops)
         from harness.core.faces import clip as faces_clip
-        from metrics.face_models import shared_landmarker
+        from harness.core.faces.landmarks import get_landmarker
 
         if self._landmarker is None:
-            self._landmarker = shared_landmarker(self.backend)  # one load per process, not per metric instance
+            kw = {"device": self.device} if self.device_type != "cpu" else {}
+            self._landmarker = get_landmarker(self.backend, **kw)  # shared: one load per process, not per metric
         lm = self._landmarker
-        rows = _MEMO.map((self.backend, lm.weights_sha256), crops,
+        space = (self.backend, lm.weights_sha256) + (() if self.device_type == "cpu" else (self.device_type,))
+        rows = _MEMO.map(space, crops,
                          lambda fr: list(faces_clip.landmarks_on_crops(fr, lm)))
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 68, 2), np.float32)

@@ -86,7 +86,7 @@ class LMD(Metric):
             raise ValueError(f"lmd protocol {protocol!r} not in {tuple(PROTOCOLS)}")
         self.backend = backend
         self.lmd_protocol = protocol
-        self._source = LandmarkSource(backend, landmarks_fn, owner="lmd")
+        self._source = LandmarkSource(backend, landmarks_fn, owner="lmd", device=device)
         self._cache = cache
 
     def config(self) -> dict[str, Any]:
@@ -114,29 +114,39 @@ class LMD(Metric):
     def landmarks(self, crops: np.ndarray) -> np.ndarray:
         return self._source(crops)
 
-    def _gt_landmarks(self, gt: np.ndarray) -> np.ndarray:
+    def gt_landmarks(self, gt: np.ndarray) -> np.ndarray:
+        """Landmarks [T,68,2] (crop px) of ground-truth crops, cached on disk (key: crop bytes, backend, weights):
+        the ground truth of a clip is fitted once ever, whichever method or metric asks."""
         from harness.core.cache import default_cache, make_key
 
         if self._source.custom is not None:  # custom landmarker: no cache identity to key on
             return self.landmarks(gt)
         cache = self._cache if self._cache is not None else default_cache()
         digest = hashlib.sha256(memoryview(np.ascontiguousarray(gt))).hexdigest()  # = .tobytes()'s, no copy
+        on = {} if self._source.device_type == "cpu" else {"device": self._source.device_type}  # FAN on a GPU
+        if self.backend == "fan":  # FAN runs BN-folded and batched (fp32 rounding differs from the plain network)
+            on["impl"] = "folded-cl-batched"
         key = make_key("lmdgt", CACHE_VERSION, backend=self.backend, weights=self.protocol().weights_sha256,
-                       crops=digest, shape=list(gt.shape))
+                       crops=digest, shape=list(gt.shape), **on)
         return cache.arrays(key, lambda: {"landmarks": self.landmarks(gt)})["landmarks"]
+
+    def landmark_pair(self, gen: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(generated, ground-truth) landmarks [T,68,2] in px at 256x256 (nan rows where none): what LMD scores,
+        and what every metric built on LMD's landmarks (mouth_r, the demo's figures) reads."""
+        from metrics.frame_memo import frames_equal
+
+        scale = RESOLUTION / gt.shape[1]
+        gt_raw = self.gt_landmarks(gt)
+        # the ground truth's own crops scored as a method: their landmarks are the cached ground-truth ones
+        gen_raw = gt_raw if frames_equal(gen, gt) and self._source.custom is None else self.landmarks(gen)
+        return gen_raw * scale, gt_raw * scale
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:
         from harness.core.errors import NoFaceError
         from metrics.ssim import _pair
 
         gen, gt = _pair(clip)
-        scale = RESOLUTION / gt.shape[1]
-        gt_raw = self._gt_landmarks(gt)
-        # the ground truth's own crops scored as a method: their landmarks are the cached ground-truth ones
-        from metrics.frame_memo import frames_equal
-
-        gen_raw = gt_raw if frames_equal(gen, gt) and self._source.custom is None else self.landmarks(gen)
-        gen_lm, gt_lm = gen_raw * scale, gt_raw * scale
+        gen_lm, gt_lm = self.landmark_pair(gen, gt)
         cov = coverage(gen_lm, gt_lm)
         if cov["gt_no_face"] == len(gt):
             raise NoFaceError(f"clip {clip.clip_id}: no ground-truth frame has landmarks; LMD undefined")

@@ -3,7 +3,8 @@
 The ground-truth feature cache (metrics/feature_cache.py) and the per-process memo (metrics/frame_memo.py)
 exist to skip network passes; this log is how tests and the benchmark prove it: a warm run must show zero
 passes on the ground truth's frames (checked by content, so no caller has to label what is ground truth)
-and one load per network however many generated videos a process scores.
+and one load per network (and per face detector / landmarker, from harness.core.faces.models) however many
+generated videos a process scores.
 """
 from __future__ import annotations
 
@@ -62,3 +63,13 @@ class PassLog:
 
 
 PASSES = PassLog()
+
+
+def _count_face_model_loads() -> None:
+    """Face detectors / landmarkers are shared in harness.core.faces (below the metrics): count their loads here."""
+    from harness.core.faces.models import on_load
+
+    on_load(PASSES.load)
+
+
+_count_face_model_loads()

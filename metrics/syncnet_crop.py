@@ -14,10 +14,12 @@ cv2.imread (BGR, raw 0..255) and feeds 5-frame windows. We skip the lossy codec 
 value depend on the encoder build) and pass the 224 crops straight on; colour order and windows are handled by
 metrics.syncnet_lse.frames_to_input. Boxes come from the harness's face track of the ground truth (not the
 reference's S3FD), applied to the generated full-resolution frames; the median filter runs over the clip.
+A long clip's frames are cut as they stream past (SyncNetCropper: the same crops), never all held.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -55,9 +57,52 @@ def crop_one(frame: np.ndarray, s: float, x: float, y: float, cs: float = CROP_S
     return cv2.resize(np.ascontiguousarray(face), (SIZE, SIZE))
 
 
-def syncnet_crops(frames: np.ndarray, face_boxes: np.ndarray, cs: float = CROP_SCALE,
+@dataclass
+class CutCrops:
+    """ClipInput.generated_full for a clip whose full frames are never all held (a long clip decoded in chunks):
+    SyncNet's 224 crops, already cut from them by SyncNetCropper. syncnet_crops takes it as the frames."""
+
+    crops: np.ndarray  # uint8 [T,224,224,3]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+class SyncNetCropper:
+    """syncnet_crops fed chunk by chunk: the median-filtered centres need the whole track, which is known before
+    the first frame (the ground truth's face boxes), so every frame's crop is the one syncnet_crops cuts."""
+
+    def __init__(self, face_boxes: np.ndarray, cs: float = CROP_SCALE, kernel: int = MEDIAN_KERNEL):
+        self.s, self.x, self.y = smoothed_centres(face_boxes, kernel)
+        self.cs = cs
+        self.crops = np.empty((len(self.s), SIZE, SIZE, 3), np.uint8)
+        self.pos = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise MediaError(f"SyncNet crop needs frames [T,H,W,3], got {frames.shape}")
+        if self.pos + len(frames) > len(self.s):
+            raise MediaError(f"SyncNet crop: more than {len(self.s)} frames for {len(self.s)} face boxes")
+        for f in frames:
+            t = self.pos
+            self.crops[t] = crop_one(f, self.s[t], self.x[t], self.y[t], self.cs)
+            self.pos += 1
+
+    def result(self) -> CutCrops:
+        if self.pos != len(self.s):
+            raise MediaError(f"SyncNet crop: {self.pos} frames but {len(self.s)} face boxes")
+        return CutCrops(self.crops)
+
+
+def syncnet_crops(frames: np.ndarray | CutCrops, face_boxes: np.ndarray, cs: float = CROP_SCALE,
                   kernel: int = MEDIAN_KERNEL) -> np.ndarray:
-    """uint8 [T,H,W,3] full frames + [T,4] face-track boxes (full-frame px) -> uint8 [T,224,224,3] crops."""
+    """uint8 [T,H,W,3] full frames + [T,4] face-track boxes (full-frame px) -> uint8 [T,224,224,3] crops
+    (CutCrops: the crops SyncNetCropper already cut, checked against the boxes)."""
+    if isinstance(frames, CutCrops):
+        if len(frames) != len(face_boxes):
+            raise MediaError(f"SyncNet crop: {len(frames)} frames but {len(face_boxes)} face boxes")
+        return frames.crops
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise MediaError(f"SyncNet crop needs frames [T,H,W,3], got {frames.shape}")

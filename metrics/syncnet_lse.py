@@ -29,10 +29,11 @@ import torch
 from harness.core import weights
 from harness.core.errors import MediaError, MetricUnavailable
 from metrics.feature_cache import cached_features, generated_is_ground_truth
+from metrics.frame_memo import register as register_memo
 from metrics.passes import PASSES, content_key
 from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.syncnet_crop import CROP_SCALE, MEDIAN_KERNEL, PAD_VALUE, syncnet_crops
-from metrics.syncnet_model import SyncNetV2, load_syncnet
+from metrics.syncnet_model import INFERENCE_IMPL, SyncNetV2, load_syncnet
 
 VSHIFT = 15
 FPS = 25.0
@@ -109,7 +110,7 @@ def embed_windows(net: SyncNetV2, video: torch.Tensor, mfcc: torch.Tensor, n_win
 
 
 # one loaded network per (weights file, device) per process: many generated videos, one load
-_NETS: dict[tuple[str, int, int, str], SyncNetV2] = {}
+_NETS: dict[tuple[str, int, int, str], SyncNetV2] = register_memo({})  # frame_memo.clear_all() forgets it
 
 
 def shared_net(path: "str | os.PathLike[str]", device: str = "cpu") -> SyncNetV2:
@@ -211,7 +212,7 @@ class SyncNetLSE(Metric):
     def _fingerprint(self, n_win: int) -> dict[str, object]:
         proto = self.protocol()
         return {"protocol": proto.fingerprint(), "weights": proto.weights_sha256, "n_windows": n_win,
-                "device": str(self.device).split(":")[0]}
+                "device": str(self.device).split(":")[0], "impl": INFERENCE_IMPL}  # fp32 rounding differs by impl
 
     def video_window_features(self, net: SyncNetV2, frames: np.ndarray, video: torch.Tensor, n_win: int,
                               ground_truth: bool) -> torch.Tensor:

@@ -23,6 +23,9 @@ Readings of the paper that are ours (the paper does not fix them; README "RealTa
   design): flow-based warping and modulated deformable convolution at the attention levels
   (realtalk/reference_modules.py; hidden widths set so the paper config has 82.90M / 98.69M against the paper's
   82.94M / 98.79M). Table 6's "learnable" mask is the 3D-prior mask of the predicted expression.
+- A2E training-time audio augmentation (aug_gain_db, aug_freq_mask, aug_noise; ours, the paper names none):
+  off in both presets (measured on the demo split: no setting raised the held-out mouth-opening r beyond the
+  run-to-run spread; README "The RealTalk demo checkpoint").
 - small preset only: the renderer edits the reference warped to the target expression by its landmarks
   (output = "warp_residual", realtalk/warp.py) -- a CPU-scale prior, not in the paper.
 """
@@ -55,6 +58,10 @@ class A2EConfig:
     use_shape: bool = True  # Table 5 ablation switch: alpha token
     use_history: bool = True  # Table 5 ablation switch: N history tokens
     mouth_weight: float = 0.1  # loss = MSE(beta) + 0.1 * mouth-vertex MSE (paper)
+    # (ours) training-time augmentation of the audio tokens, off by default (the paper names none); logmel only:
+    aug_gain_db: float = 0.0  # random gain, uniform in +-aug_gain_db dB per window (a shift of the log-mel)
+    aug_freq_mask: int = 0  # SpecAugment frequency mask: up to this many adjacent mel bins set to 0 (the mean)
+    aug_noise: float = 0.0  # Gaussian noise of this std (normalised log-mel units) added to every token
 
     @property
     def n_audio_tokens(self) -> int:

@@ -68,6 +68,16 @@ def mean_scalars(world: World, values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / world.size for k, v in zip(keys, t.tolist())}
 
 
+def sum_over_ranks(world: World | None, t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks of a gradient-free tensor (a ratio-of-sums loss's denominator, so that every rank
+    divides by the GLOBAL batch's count, as one process would); the tensor itself in a single process."""
+    if world is None or not world.distributed:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t
+
+
 def average_gradients(world: World, module: torch.nn.Module) -> None:
     """All-reduce-mean the gradients of a module not wrapped in DDP (the renderer's discriminator, which
     is also called with frozen parameters inside the generator loss, a pattern DDP's hooks do not allow)."""

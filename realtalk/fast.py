@@ -235,7 +235,26 @@ class ClipExpressions:
         return acc / wsum
 
     def frames(self, ids: Sequence[int]) -> Tensor:
-        return torch.stack([self.frame(i) for i in ids])
+        """[len(ids), n_exp]: frame()'s crossfade for many frames at once, one weighted add per covering window
+        instead of a few tensor ops per frame (a 10-s clip: 21 window adds, not 250 x 4 small ops). The same
+        float32 products, summed in the same window order and divided by the same float32 weight sums (at most
+        two windows overlap: stride T - overlap > overlap), so equal to frame() bit for bit."""
+        ids = list(ids)
+        if not ids:
+            return torch.zeros(0, self.histories.shape[-1])
+        lo, hi = min(ids), max(ids) + 1
+        ks = [k for k, s0 in enumerate(self.starts) if s0 < hi and s0 + self.T > lo]
+        self.predict(ks)
+        n_exp = self.pred[ks[0]].shape[-1]
+        ref = self.pred[ks[0]]
+        acc = torch.zeros(hi - lo, n_exp, dtype=ref.dtype, device=ref.device)
+        wsum = torch.zeros(hi - lo, 1, dtype=torch.float32, device=ref.device)
+        for k in ks:
+            a, b = max(lo, self.starts[k]), min(hi, self.starts[k] + self.T)
+            w = self.weights[k][a - self.starts[k]:b - self.starts[k]].to(ref.device)[:, None]
+            acc[a - lo:b - lo] += w * self.pred[k][a - self.starts[k]:b - self.starts[k]]
+            wsum[a - lo:b - lo] += w
+        return (acc / wsum)[torch.as_tensor(ids, device=ref.device) - lo]
 
 
 class FastRealTalk:

@@ -45,8 +45,31 @@ from realtalk.data import fit_tokens, sample_history, to_image
 from realtalk.fast import ClipExpressions, FastRealTalk, window_starts, window_weights
 from realtalk.renderer import Renderer
 
-__all__ = ["RealTalkPipeline", "Source", "frame_masks", "frames_identity", "pingpong_index", "to_uint8",
+__all__ = ["ForwardFrames", "RealTalkPipeline", "Source", "SourceCrops", "frame_masks", "frames_identity", "pingpong_index", "to_uint8",
            "warped_references", "window_histories", "window_starts", "window_weights"]  # window_*: from fast
+
+
+class SourceCrops:
+    """The source's face crops, held as the uint8 [S,H,W,3] array and made float [b,3,H,W] in [0,1] (to_image)
+    for each renderer batch on indexing. Why: a float copy of every crop is 0.8 MB a frame (1.2 GB a minute at
+    25 fps), which put RealTalk on a long clip over the memory bound (issue 15 item 5); the values are the
+    same as converting the whole array once (elementwise)."""
+
+    def __init__(self, crops: np.ndarray, device: Any = "cpu"):
+        self.u8, self.device = crops, device
+
+    def __len__(self) -> int:
+        return len(self.u8)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        n, h, w, c = self.u8.shape
+        return n, c, h, w
+
+    def __getitem__(self, idx: Any) -> Tensor:
+        if isinstance(idx, (int, np.integer)):
+            return to_image(self.u8[int(idx)][None])[0].to(self.device)
+        return to_image(self.u8[idx]).to(self.device)
 
 
 @dataclass
@@ -55,7 +78,7 @@ class Source:
 
     frames: np.ndarray  # uint8 [S,H,W,3]
     faces: Any  # ClipFaces
-    crops: Tensor  # float [S,3,256,256]
+    crops: SourceCrops  # src.crops[idx] -> float [b,3,256,256]
     alpha: Tensor  # [1,n_id]
     beta: Tensor  # [S,n_exp]
     rho: Tensor  # [S,n_pose]
@@ -185,7 +208,7 @@ class RealTalkPipeline:
             faces = clip_faces(video)
         coeffs = clip_coefficients(faces, self.fm)
         dev = self.device
-        crops = to_image(faces.crops).to(dev)
+        crops = SourceCrops(faces.crops, dev)
         ref_feats = self.fast.encode_reference(crops[:1])
         return Source(frames=frames, faces=faces, crops=crops,
                       alpha=torch.as_tensor(coeffs.alpha, dtype=torch.float32, device=dev)[None],
@@ -260,8 +283,10 @@ class RealTalkPipeline:
             yield idx, i_hat, mask
 
     # ------------------------------------------------------------------------------------------ frames
-    def paste(self, src: Source, idx: list[int], i_hat: Tensor, mask: Tensor) -> np.ndarray:
-        """Full-resolution frames: generated region (feathered 1 - M) over the source frames."""
+    def paste(self, src: Source, idx: list[int], i_hat: Tensor, mask: Tensor, base: np.ndarray | None = None
+              ) -> np.ndarray:
+        """Full-resolution frames: generated region (feathered 1 - M) over the source frames (`base`: those
+        frames src.frames[idx], already read)."""
         import cv2
 
         from harness.core.faces.crop import paste_frames_alpha
@@ -272,7 +297,7 @@ class RealTalkPipeline:
         if self.feather_sigma > 0:
             gen = np.stack([cv2.GaussianBlur(g, (0, 0), self.feather_sigma) for g in gen])
         a8 = np.clip(np.rint(gen * 255), 0, 255).astype(np.uint8)
-        return paste_frames_alpha(src.frames[idx], to_uint8(i_hat), a8, track)
+        return paste_frames_alpha(src.frames[idx] if base is None else base, to_uint8(i_hat), a8, track)
 
     def generate(self, frames: np.ndarray, audio: np.ndarray, n_frames: int, fps: float = 25.0,
                  source_path: str | Path | None = None, streaming: bool = False, batch_size: int = 8,
@@ -295,6 +320,57 @@ class RealTalkPipeline:
 
             write_video(out_path, out, fps=fps, audio=audio, sample_rate=sample_rate)
         return out
+
+    def generate_chunks(self, frames: Any, audio: np.ndarray, n_frames: int, size: int = 64, fps: float = 25.0,
+                        source_path: str | Path | None = None, streaming: bool = False, batch_size: int = 8,
+                        faces: Any = None, source_timestamps: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """generate()'s frames in chunks of about `size` (whole renderer batches), for a long clip: the source's
+        full frames (an array or harness.core.media.StreamedFrames) are read forward in one pass and no more
+        than a chunk of output frames is held. What stays per clip is prepare()'s: the 256 crops as float
+        [S,3,256,256] (0.8 MB a frame: 1.2 GB for a 1-minute clip) and the coefficients."""
+        src = self.prepare(frames, fps, source_path, faces=faces, source_timestamps=source_timestamps)
+        tokens = self.audio_tokens(audio, n_frames)
+        reader = ForwardFrames(frames, size)
+        if streaming:
+            parts: Any = (([s], i_hat[None], mask[None]) for s, i_hat, mask in self.stream_crops(src, tokens, n_frames))
+        else:
+            parts = self.batched_crops(src, tokens, n_frames, batch_size)
+        buf: list[np.ndarray] = []
+        held = 0
+        for idx, i_hat, mask in parts:
+            buf.append(self.paste(src, idx, i_hat, mask, base=reader.take(idx)))
+            held += len(idx)
+            if held >= size:
+                yield np.concatenate(buf)
+                buf, held = [], 0
+        if buf:
+            yield np.concatenate(buf)
+
+
+class ForwardFrames:
+    """Source frames by index, read forward over one chunked pass of `frames` (StreamedFrames decodes a chunk at
+    a time; an array is sliced): output frame i shows source frame pingpong_index(i), which only runs forward
+    while i < len(frames). An index behind the current chunk (the pingpong turning back) is decoded on its own."""
+
+    def __init__(self, frames: Any, size: int):
+        self.frames = frames
+        chunks = getattr(frames, "chunks", None)
+        self.it = chunks(size) if chunks is not None else (frames[i:i + size] for i in range(0, len(frames), size))
+        self.lo, self.buf = 0, np.empty((0, *frames.shape[1:]), np.uint8)
+
+    def one(self, s: int) -> np.ndarray:
+        """Source frame s as [1,H,W,3]."""
+        while s >= self.lo + len(self.buf):
+            nxt = next(self.it, None)
+            if nxt is None:
+                break
+            self.lo, self.buf = self.lo + len(self.buf), np.asarray(nxt)
+        if self.lo <= s < self.lo + len(self.buf):
+            return self.buf[s - self.lo:s - self.lo + 1]
+        return np.asarray(self.frames[s:s + 1])
+
+    def take(self, idx: list[int]) -> np.ndarray:
+        return np.concatenate([self.one(s) for s in idx])
 
 
 def frames_identity(frames: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.core import weights
+from realtalk.ddp import World, sum_over_ranks
 
 
 def _f(t: Tensor) -> float:
@@ -143,20 +144,31 @@ def teeth_mask(face_model, alpha: Tensor, beta: Tensor, rho: Tensor, size: int =
     return torch.from_numpy(out).to(alpha.device)
 
 
-def masked_l1(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+def masked_l1(x: Tensor, y: Tensor, mask: Tensor, world: World | None = None) -> Tensor:
+    """Mean |x - y| over the masked pixels of the whole batch: a ratio of sums over the batch.
+
+    Under DDP (`world` with size W > 1) the denominator is the global batch's (all-reduced) and the local
+    numerator is scaled by W: DDP averages the W ranks' gradients, so the gradient is that of
+    sum(numerators) / sum(denominators) -- the single-process loss -- and the mean over ranks of the
+    returned value is the single-process value (not the mean of W per-rank ratios)."""
     den = mask.sum() * x.shape[1]
+    scale = 1
+    if world is not None and world.distributed:
+        den, scale = sum_over_ranks(world, den), world.size
     if float(den) == 0:
         return x.new_zeros(())
-    return ((x - y).abs() * mask).sum() / den
+    num = ((x - y).abs() * mask).sum()
+    return num / den if scale == 1 else num * scale / den
 
 
 class RendererLoss(nn.Module):
     """Generator-side renderer loss and the discriminator update; weights 1, 1, 0.1, 1 (L1, VGG, adv, teeth)."""
 
     def __init__(self, w_l1: float = 1.0, w_perceptual: float = 1.0, w_adv: float = 0.1, w_teeth: float = 1.0,
-                 disc_channels: int = 64, disc_layers: int = 3, perceptual: bool = True):
+                 disc_channels: int = 64, disc_layers: int = 3, perceptual: bool = True, world: World | None = None):
         super().__init__()
         self.w = dict(l1=w_l1, perceptual=w_perceptual, adv=w_adv, teeth=w_teeth)
+        self.world = world  # DDP: the teeth term's ratio of sums over the GLOBAL batch (masked_l1)
         self.vgg = VGGPerceptual() if (perceptual and w_perceptual > 0) else None
         self.disc = PatchDiscriminator(disc_channels, disc_layers) if w_adv > 0 else None
 
@@ -171,7 +183,7 @@ class RendererLoss(nn.Module):
             adv = lsgan_g_loss(self.disc(i_hat))
             for p in self.disc.parameters():
                 p.requires_grad_(True)
-        tl = masked_l1(i_hat, target, teeth) if teeth is not None else i_hat.new_zeros(())
+        tl = masked_l1(i_hat, target, teeth, self.world) if teeth is not None else i_hat.new_zeros(())
         total = self.w["l1"] * l1 + self.w["perceptual"] * perc + self.w["adv"] * adv + self.w["teeth"] * tl
         return total, {"loss": _f(total), "l1": _f(l1), "perceptual": _f(perc), "adv_g": _f(adv),
                        "teeth": _f(tl)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -134,6 +134,13 @@ class RealTalkMethod(Method):
                                         source_path=inp.source_video, streaming=self.streaming,
                                         batch_size=self.batch_size, sample_rate=inp.sample_rate,
                                         source_timestamps=inp.source_timestamps)
+
+    def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
+        """generate() in chunks (RealTalkPipeline.generate_chunks: the same frames), for a long clip decoded in
+        chunks (harness.evaluate streams it and does not cache its frames)."""
+        return self.pipeline().generate_chunks(inp.source_frames, inp.audio, inp.n_frames, size, fps=inp.fps,
+                                               source_path=inp.source_video, streaming=self.streaming,
+                                               batch_size=self.batch_size, source_timestamps=inp.source_timestamps)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -15,8 +15,9 @@ holds when training returns; the raw weights stay in the checkpoint for resuming
 
 DDP vs one process: every loss term of A2E is a mean over equal-size per-rank batches, so the all-reduced
 gradient is the single-process gradient up to float summation order (tested). The renderer's teeth term
-is a ratio of sums over the batch (masked_l1), so with W ranks it is the mean of W per-rank ratios: the
-same objective in expectation, not bit-for-bit the single-process one.
+is a ratio of sums over the batch (masked_l1): its denominator is all-reduced over the ranks (the global
+batch's) and the local numerator scaled by W, so it too is the single-process loss up to summation order
+(tested, tests/test_realtalk_train_scale.py).
 
 Checkpoints (`<out>/a2e.pt`, `<out>/renderer.pt`), loadable with torch.load(weights_only=True): {"format",
 "stage", "model", "ema", "optimizer", "scheduler", "scaler", ["disc", "disc_optimizer"], "step", "rng"
@@ -347,6 +348,39 @@ def _setup(settings: TrainSettings | None, world: World | None, face_model: Any
     return settings, world, device
 
 
+def audio_augmentation(cfg: RealTalkConfig, featurizer_name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The A2E's training-time audio-token augmentation (ours: cfg.a2e.aug_*), None when all are off.
+
+    Per window: a gain of g ~ U(-G, G) dB multiplies every mel power by 10^(g/10), i.e. adds g ln(10)/10 to
+    the log-mel (divided by its fixed global std, realtalk.audio_features); a frequency mask (SpecAugment)
+    sets f ~ U{0..F} adjacent bins to 0 (the global mean); Gaussian noise of std aug_noise on every value.
+    Drawn from torch's global generator (restored on resume; ranks draw their own, so a DDP run with
+    augmentation is the single-process objective in expectation, not bit for bit)."""
+    c = cfg.a2e
+    if not (c.aug_gain_db > 0 or c.aug_freq_mask > 0 or c.aug_noise > 0):
+        return None
+    if featurizer_name != "logmel":
+        raise ValueError(f"A2E audio augmentation (aug_*) is defined on log-mel tokens, not {featurizer_name!r}")
+    from realtalk.audio_features import logmel_gain_shift
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        b, _, d = x.shape
+        x = x.clone()
+        if c.aug_gain_db > 0:
+            g = (torch.rand(b, 1, 1, device=x.device) * 2 - 1) * c.aug_gain_db
+            x = x + logmel_gain_shift(g)
+        if c.aug_freq_mask > 0:
+            width = torch.randint(0, int(c.aug_freq_mask) + 1, (b, 1, 1), device=x.device)
+            lo = (torch.rand(b, 1, 1, device=x.device) * (d - width + 1)).floor()
+            f = torch.arange(d, device=x.device).view(1, 1, d)
+            x = x.masked_fill((f >= lo) & (f < lo + width), 0.0)
+        if c.aug_noise > 0:
+            x = x + torch.randn_like(x) * c.aug_noise
+        return x
+
+    return augment
+
+
 def train_a2e(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, out_dir: str | Path, steps: int,
               time_budget: float | None = None, resume: bool = False, featurizer_name: str = "logmel",
               progress: bool = True, log: Callable = print, model: AudioToExpression | None = None,
@@ -363,8 +397,11 @@ def train_a2e(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, out_d
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.a2e_lr)
     data = A2EWindowDataset(clips, cfg.a2e.T, cfg.a2e.n_history, cfg.a2e.tokens_per_frame, seed=cfg.train.seed)
 
+    augment = audio_augmentation(cfg, featurizer_name)
+
     def loss(net: torch.nn.Module, b: dict[str, torch.Tensor], step: int):
-        pred = net(b["audio"], b["alpha"], b["history"])
+        audio = b["audio"] if augment is None else augment(b["audio"])
+        pred = net(audio, b["alpha"], b["history"])
         with torch.autocast(pred.device.type, enabled=False):  # the loss in fp32 whatever the precision
             total, parts = a2e_loss(face_model, b["alpha"], pred.float(), b["beta"], cfg.a2e.mouth_weight)
         return total, parts, None
@@ -424,7 +461,8 @@ def train_renderer(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, 
     _seed(cfg.train.seed)
     t = cfg.train
     model = model or Renderer(cfg.renderer)
-    crit = RendererLoss(t.w_l1, t.w_perceptual, t.w_adv, t.w_teeth, t.disc_channels, t.disc_layers, perceptual)
+    crit = RendererLoss(t.w_l1, t.w_perceptual, t.w_adv, t.w_teeth, t.disc_channels, t.disc_layers, perceptual,
+                        world=world)
     crit.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=t.renderer_lr, betas=t.betas)
     d_opt = torch.optim.Adam(crit.disc.parameters(), lr=t.disc_lr, betas=t.betas) if crit.disc is not None else None

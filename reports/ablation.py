@@ -52,6 +52,7 @@ class AblationRow:
     n_clips: int | None = None
     failed: list[str] = field(default_factory=list)  # clip ids that failed for this variant
     run_dir: str | None = None
+    validation: dict[str, float] | None = None  # the varied stage's held-out losses (inference conditions)
 
 
 @dataclass
@@ -158,7 +159,7 @@ def to_json(t: AblationTable) -> dict[str, Any]:
     return {"table": t.table, "title": t.title, "headers": t.headers(),
             "rows": [{"key": r.key, "label": r.label, "full": r.full, "params": r.params,
                       "paper_params": r.paper_params, "n_clips": r.n_clips, "failed": r.failed,
-                      "run_dir": r.run_dir,
+                      "run_dir": r.run_dir, "validation": r.validation,
                       "values": {vname: r.values.get(vname, {}).get("mean") for _, vname, _ in COLUMNS[t.table]}}
                      for r in t.rows],
             "unavailable": t.unavailable, "notes": t.notes}

@@ -26,9 +26,23 @@ def test_row_ratio_is_time_over_flops_at_gemm_rate():
     assert row.floor_s == pytest.approx(0.1)  # 10 GFLOP at 100 GFLOP/s
     assert row.ratio == pytest.approx(2.5)
     assert row.achieved_gflops == pytest.approx(40.0)
-    line = format_table([row]).splitlines()[-1]
+    line = format_table([row]).splitlines()[2]
     assert line.split()[:2] == ["net", "4"]
     assert "2.50" in line.split() and "250.00" in line.split() and "100.00" in line.split()
+
+
+def test_verdict_column_passes_and_fails_against_the_target():
+    """The pass column: within the target -> pass, over it -> FAIL (the gate can fail), no target -> '-'; the
+    table's last line counts them and names the networks over."""
+    from harness.floor import TARGET_RATIO
+
+    ok = FloorRow("fast", 1, 2, 10e9, 0.14, 100.0, target=TARGET_RATIO)  # ratio 1.4
+    slow = FloorRow("slow", 1, 2, 10e9, 0.2, 100.0, target=TARGET_RATIO)  # ratio 2.0
+    dlib = FloorRow("dlib", 1, 1, 10e9, 1.0, 100.0)
+    assert (ok.verdict, slow.verdict, dlib.verdict) == ("pass", "FAIL", "-")
+    text = format_table([ok, slow, dlib])
+    assert text.splitlines()[-1] == "1/2 networks within their target; over: slow"
+    assert [ln.split()[9:11] for ln in text.splitlines()[2:5]] == [["<=1.5", "pass"], ["<=1.5", "FAIL"], ["-", "-"]]
 
 
 def test_dlib_mirror_matches_the_model_file():
@@ -52,3 +66,17 @@ def test_bench_floor_rejects_an_unknown_network(capsys):
 
     assert main(["bench", "floor", "--networks", "inception,resnet"]) == 2
     assert "unknown network(s) ['resnet']" in capsys.readouterr().err
+
+
+def test_bench_floor_strict_exits_1_when_a_network_is_over_target(monkeypatch, capsys):
+    """--strict turns a FAIL row into exit 1 (the table is still printed); without it the table exits 0."""
+    import harness.floor as floor
+    from harness.cli import main
+
+    rows = [FloorRow("slow", 1, 2, 10e9, 0.2, 100.0, target=floor.TARGET_RATIO)]
+    monkeypatch.setattr(floor, "floor_table", lambda *a, **k: (rows, floor.format_table(rows)))
+    assert main(["bench", "floor", "--networks", "fan", "--strict"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["bench", "floor", "--networks", "fan"]) == 0
+    rows[0] = FloorRow("fast", 1, 2, 10e9, 0.14, 100.0, target=floor.TARGET_RATIO)
+    assert main(["bench", "floor", "--networks", "fan", "--strict"]) == 0

@@ -57,13 +57,13 @@ def test_run_with_lmd_backend_fan(random_fan, data_root, tmp_path, monkeypatch, 
     from harness.core.faces import landmarks as lm_mod
 
     calls = {"fan": 0}
-    real = lm_mod.FANLandmarker.landmarks
+    real = lm_mod.FANLandmarker.landmarks_batch
 
-    def counted(self, frame, box):
-        calls["fan"] += 1
-        return real(self, frame, box)
+    def counted(self, frames, boxes):  # landmarks_on_crops hands FAN all of a clip's faces at once
+        calls["fan"] += sum(b is not None for b in boxes)
+        return real(self, frames, boxes)
 
-    monkeypatch.setattr(lm_mod.FANLandmarker, "landmarks", counted)
+    monkeypatch.setattr(lm_mod.FANLandmarker, "landmarks_batch", counted)
     path, digest = random_fan
     (tmp_path / "split").mkdir()
     split = sup.small_split(tmp_path / "split", data_root, n_frames=N_FRAMES)

@@ -164,10 +164,15 @@ def test_config_resolves_backend():
 
 
 def test_inception_impls_equal_within_fp32_rounding(frames):
-    """Each way metrics.fid can run the network (IMPLS: TorchScript, eager, eager channels_last) equals the
-    float64 evaluation of the same network to within 2x the rounding error of the TorchScript path itself
-    (the scale of fp32 rounding through 94 convs; a different summation order may double it, no more).
-    A wrong layout, dtype or weight mapping would be off by orders of magnitude more."""
+    """Each way metrics.fid can run the network (IMPLS: TorchScript, eager, eager channels_last, BN-folded
+    channels_last) equals the float64 evaluation of the same network to within 2x the rounding error of the
+    TorchScript path itself (the scale of fp32 rounding through 94 convs; a different summation order may double
+    it, no more). The folded impl also rounds its folded weights to fp32 once: that effect is computed exactly
+    (the float64 evaluation of the folded fp32 weights against the float64 unfolded network) and added to its
+    bound (triangle inequality). A wrong layout, dtype, fold or weight mapping would be off by orders of
+    magnitude more."""
+    import copy
+
     import metrics.fid as fid
 
     ts = torch.jit.load(str(weights.require("fid_inception_torchscript")), map_location="cpu").eval()
@@ -175,11 +180,26 @@ def test_inception_impls_equal_within_fp32_rounding(frames):
     with torch.inference_mode():
         exact = ts.double()(x.double()).reshape(4, -1)
         out = {impl: fid.load_network("fid-helper", impl=impl)(x).double() for impl in fid.IMPLS}
+        folded64 = copy.deepcopy(fid.load_network("fid-helper", impl="folded-cl").module).double()
+        fold_effect = (folded64(x.double())[0].reshape(4, -1) - exact).abs().max().item()
     err = {impl: (o - exact).abs().max().item() for impl, o in out.items()}
     diff = {impl: (o - out["torchscript"]).abs().max().item() for impl, o in out.items()}
-    print(f"max |impl - float64|: {err}; max |impl - torchscript|: {diff} (feature scale {exact.abs().max():.3g})")
+    print(f"max |impl - float64|: {err}; max |impl - torchscript|: {diff}; fold rounding effect {fold_effect:.3g} "
+          f"(feature scale {exact.abs().max():.3g})")
     assert 0 < err["torchscript"] < 1e-4  # fp32 does round; 1e-4 = the backends' agreement bound above
     for impl in fid.IMPLS:
-        assert err[impl] <= 2 * err["torchscript"], impl
+        assert err[impl] <= 2 * err["torchscript"] + (fold_effect if impl == "folded-cl" else 0.0), impl
+    assert fid.DEFAULT_IMPL["fid-helper"] == "folded-cl" and fid.fold_inception(copy.deepcopy(folded64)) == 0
     with pytest.raises(ValueError, match="impl"):
         fid.load_network("pytorch-fid", impl="torchscript")
+
+
+def test_fold_inception_folds_every_basic_conv(frames):
+    """94 BasicConv2d layers, each BN replaced by an identity; the feature cache key names the impl."""
+    import metrics.fid as fid
+
+    ts = torch.jit.load(str(weights.require("fid_inception_torchscript")), map_location="cpu").eval()
+    net = build_pytorch_fid_inception(torchscript_to_fid_inception_state_dict(ts))
+    assert fid.fold_inception(net) == 94
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert FID(backend="fid-helper").cache_fingerprint()["impl"] == "folded-cl"

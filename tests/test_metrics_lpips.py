@@ -9,6 +9,7 @@ import torch
 from _metric_media import styletalk_crops
 from harness.core import weights
 from metrics.base import ClipInput
+from metrics.frame_memo import clear_all
 import metrics.lpips_metric as lm
 
 
@@ -18,12 +19,13 @@ def random_alexnet_home(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("REALTALK_BENCH_UNVERIFIED_WEIGHTS", "1")
-    monkeypatch.setattr(lm, "_NETS", {})
+    clear_all()  # no AlexNet loaded by an earlier test: this one must load the random file
     hub = tmp_path / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), hub / weights.REGISTRY["alexnet"].filename)
-    return tmp_path
+    yield tmp_path
+    clear_all()  # and no later test gets the random one
 
 
 def test_unavailable_names_the_file(tmp_path, monkeypatch):

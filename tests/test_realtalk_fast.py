@@ -386,3 +386,17 @@ def test_cuda_graph_matches_eager_after_two_references(nets):
     got = fast.predict_clip(tokens, alpha_a, hist, 30)
     atol = rounding_bound(a2e, torch.float32) / torch.finfo(torch.float32).eps * eps * max(1.0, want.abs().max().item())
     assert (got - want).abs().max().item() < atol
+
+
+def test_vectorised_crossfade_equals_frame_by_frame(nets):
+    """ClipExpressions.frames (one weighted add per window) gives frame()'s values bit for bit: the same fp32
+    products, summed in the same window order, divided by the same fp32 weight sums; on any subset of frames."""
+    cfg, a2e, _ = nets
+    n = 40  # windows at 0, 12, 24: crossfades over frames 12-15 and 24-27, the last window past the end
+    tokens, alpha, hist = _a2e_inputs(cfg, 1, n)
+    fast = FastRealTalk(copy.deepcopy(a2e), None, dtype="fp32")
+    clip = ClipExpressions(fast, tokens[0], alpha, hist[0], n).all()
+    one_by_one = torch.stack([clip.frame(i) for i in range(n)])
+    assert torch.equal(clip.frames(range(n)), one_by_one)
+    assert torch.equal(clip.frames([27, 3, 14]), one_by_one[[27, 3, 14]])
+    assert clip.frames([]).shape == (0, cfg.a2e.n_exp)

@@ -62,7 +62,7 @@ def _in_float64(pipe, src, tokens):
     ren64 = copy.deepcopy(pipe.renderer).double().to(memory_format=torch.contiguous_format)
     p64 = RealTalkPipeline(copy.deepcopy(pipe.a2e).double(), ren64, pipe.cfg, pipe.fm, pipe.featurizer,
                            channels_last=False)
-    crops = src.crops.double()
+    crops = src.crops[:].double()
     src64 = dataclasses.replace(src, crops=crops, alpha=src.alpha.double(), beta=src.beta.double(),
                                 rho=src.rho.double(), ref_feats=p64.renderer.encode_reference(crops[:1]))
     return p64, src64, tokens.double()
@@ -219,8 +219,8 @@ def test_latency_stages_time_the_pipeline_path(setup):
         feats = ren.encode_reference(src.crops[:1].contiguous())
         warped = warped_references(pipe.fm, src.crops[:1], src.alpha, src.beta[:1], src.rho[:1], beta_pred, src.rho)
         a = src.alpha.expand(2, -1)
-        want = ren(src.crops, None, mask, a, beta_pred, src.rho, ref_feats=feats, warped=warped)[0]
-        unwarped = ren(src.crops, None, mask, a, beta_pred, src.rho, ref_feats=feats)[0]
+        want = ren(src.crops[:], None, mask, a, beta_pred, src.rho, ref_feats=feats, warped=warped)[0]
+        unwarped = ren(src.crops[:], None, mask, a, beta_pred, src.rho, ref_feats=feats)[0]
     tol = renderer_bound(pipe.renderer, 256)
     assert float((got - want).abs().max()) < tol < float((got - unwarped).abs().max())
     assert "warp prior" in st.notes and "RealTalkPipeline" in st.notes

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = {"feifeili_clip1": "train", "vr_face2": "train", "feifeili_clip3": "test"}
@@ -23,20 +22,9 @@ MAX_FRAMES = 40
 
 def _manifest(data_root: Path, dst: Path, bad: Path | None = None) -> Path:
     """A manifest of three real demo clips (absolute paths) [+ one broken file]."""
-    from harness.core.splits import load_split
+    from _realtalk_shards import demo_manifest
 
-    entries = {c.clip_id: c for c in load_split("demo").clips}
-    clips = []
-    for cid, role in CLIPS.items():
-        e = entries[cid]
-        clips.append({"clip_id": cid, "identity": e.identity, "role": role, "video": str(data_root / e.video),
-                      "audio": str(data_root / e.audio) if e.audio else None})
-    if bad is not None:
-        bad.write_bytes(b"\x00not a video\xff" * 64)
-        clips.insert(1, {"clip_id": "broken", "identity": "x", "role": "train", "video": str(bad)})
-    dst.write_text(yaml.safe_dump({"name": "scale-test", "description": "test", "selection_rule": "test",
-                                   "clips": clips}))
-    return dst
+    return demo_manifest(data_root, dst, CLIPS, bad)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +174,68 @@ def test_ddp_two_ranks_over_gloo_equal_one_process_with_the_same_global_batch(sh
     assert (np.abs(runs["half"] - runs["single"]) / np.abs(runs["single"])).max() > 1e-2
     ck = torch.load(tmp_path / "ddp" / "a2e.pt", weights_only=True)
     assert ck["world_size"] == 2 and len(ck["rng"]) == 2 and ck["step"] == 5
+
+
+def _reduction_layers(module: torch.nn.Module) -> int:
+    """Layers whose forward or backward sums over many terms (conv, linear, norms): the chain length D."""
+    kinds = (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.InstanceNorm2d)
+    return sum(isinstance(m, kinds) for m in module.modules())
+
+
+def _worker(args: list[str], nproc: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    script = str(REPO / "tests" / "_ddp_renderer_worker.py")
+    head = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
+            if nproc > 1 else [sys.executable, script])
+    return subprocess.run(head + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow  # ~4 renderer runs of 3 steps at 256 px on 1 thread each (runtime in the report)
+def test_ddp_two_ranks_renderer_equal_one_process_with_the_same_global_batch(shards, tmp_path):
+    """The renderer variant (L1 + LSGAN from step 0 + teeth, discriminator updated every step; no VGG: see
+    tests/_ddp_renderer_worker.py): torchrun --nproc_per_node 2 over gloo vs one process, global batch 4,
+    3 steps on real shards.
+
+    Tolerance (derived as for A2E): the runs differ only in float32 summation order. Each reduction sums
+    n <= 4 * 3 * 256 * 256 ~ 2^20 terms (the L1 mean; conv weight gradients sum over B*H*W <= 2^18
+    positions): <= log2(n) u relative (u = 2^-24); a step chains at most D reductions, D = every conv /
+    linear / norm layer of renderer + discriminator (counted below, ~90: an upper bound on the chain
+    length), with unit gain through Adam's m/sqrt(v); over k steps: rtol = k * D * log2(n) * u (~2e-4).
+    The teeth term is a ratio of sums over the batch: only with its denominator all-reduced (losses.masked_l1)
+    does DDP give this curve. Gates that can fail: one process with the per-rank batch (2), and DDP with
+    the old per-rank teeth ratio (--local-teeth, the mean of 2 ratios), are both outside the tolerance."""
+    from realtalk.config import small
+    from realtalk.losses import PatchDiscriminator
+    from realtalk.renderer import Renderer
+
+    data, _, fm, feat, _, _ = shards
+    steps, batch = 3, 4
+    cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose)
+    with torch.device("meta"):
+        depth = _reduction_layers(Renderer(cfg.renderer)) + _reduction_layers(
+            PatchDiscriminator(cfg.train.disc_channels, cfg.train.disc_layers))
+    n = batch * 3 * cfg.renderer.size ** 2
+    rtol = steps * depth * np.ceil(np.log2(n)) * 2.0 ** -24
+    runs = {}
+    for name, nproc, b, extra in (("single", 1, batch, []), ("ddp", 2, batch, []), ("half", 1, batch // 2, []),
+                                  ("ddp_local_teeth", 2, batch, ["--local-teeth"])):
+        out = tmp_path / name
+        r = _worker([str(data), str(out), str(b), str(steps)] + extra, nproc)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs[name] = {k: np.array([json.loads(x)[k] for x in (out / "renderer_log.jsonl").read_text().splitlines()])
+                      for k in ("loss", "teeth", "adv_d")}
+    rel = {k: float((np.abs(v["loss"] - runs["single"]["loss"]) / np.abs(runs["single"]["loss"])).max())
+           for k, v in runs.items()}
+    for k, v in runs.items():
+        print(f"{k:16s} loss {v['loss'].tolist()} teeth {v['teeth'].tolist()} max rel diff {rel[k]:.2e}")
+    print(f"rtol {rtol:.2e} (k {steps}, D {depth}, log2 n {np.ceil(np.log2(n)):.0f})")
+    assert len(runs["ddp"]["loss"]) == steps and rel["ddp"] < rtol
+    assert runs["single"]["teeth"].min() > 0 and runs["single"]["adv_d"].min() > 0  # both terms really ran
+    assert rel["half"] > 10 * rtol and rel["ddp_local_teeth"] > rtol
+    ck = torch.load(tmp_path / "ddp" / "renderer.pt", weights_only=True)
+    assert ck["world_size"] == 2 and ck["step"] == steps and "disc" in ck
 
 
 # ------------------------------------------------------------------------------------------------ resume

@@ -9,7 +9,11 @@ and the harness runner evaluates it (method realtalk, reconstruction, the split'
 OUT/<variant>/run/. Then OUT/table<N>.md / .html / .json. Everything resumes: rerun the same command.
 
 --data is a split name (with --root, clips decoded and prepared in RAM: realtalk.data.load_split_data) or a
-folder written by `realtalk-bench preprocess` (realtalk.shards; its index names the split evaluated).
+folder written by `realtalk-bench preprocess` (realtalk.shards; its index names the split evaluated). From
+shards every stage trains on the memmapped TRAIN clips (no media decoded; the shards' TEST clips are each
+stage's held-out validation under inference conditions, realtalk.validation), and each variant's
+realtalk.pt records the training data ("train_data": shard folder, clip ids, frames). --device / --precision
+train (and the method generates) on a GPU.
 """
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="default landmark68 (--params: the preset's BFM dims unless given)")
     p.add_argument("--no-perceptual", action="store_true", help="renderer loss without the VGG term (faster)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds per training stage")
+    p.add_argument("--device", default="cpu", help="training and generation device: cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="training autocast")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per training stage")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -82,9 +89,20 @@ def _trim(c: Any, n: int, tpf: int) -> Any:
     return replace(c, audio=c.audio[:tpf * n], **kw)
 
 
+def _only(ids: list[str], only: list[str] | None, where: str) -> list[str]:
+    from harness.core.errors import ManifestError
+
+    if not only:
+        return ids
+    missing = sorted(set(only) - set(ids))
+    if missing:
+        raise ManifestError(f"--train-clips {','.join(missing)}: not train clips of {where}")
+    return [i for i in ids if i in only]
+
+
 def load_training_clips(data: str, root: str | None, fm: Any, feat: Any, max_frames: int | None,
                         only: list[str] | None = None) -> tuple[str, list[Any]]:
-    """(split evaluated, train ClipData) from a split name or a preprocessed shard folder."""
+    """(split evaluated, train ClipData) from a split name or a preprocessed shard folder (memmapped clips)."""
     from harness.core.errors import ManifestError
 
     path = Path(data)
@@ -96,7 +114,8 @@ def load_training_clips(data: str, root: str | None, fm: Any, feat: Any, max_fra
         split = store.index.get("split")
         if not split:
             raise ManifestError("index.json names no split (needed for the test clips)", path / "index.json")
-        clips = [store[i] for i in range(len(store))]
+        keep = set(_only(store.ids, only, f"the shards {path}"))
+        clips = [store[i] for i in range(len(store)) if store.ids[i] in keep]
         if max_frames is not None:
             clips = [_trim(c, max_frames, int(feat.tokens_per_frame)) for c in clips]
     else:
@@ -108,15 +127,30 @@ def load_training_clips(data: str, root: str | None, fm: Any, feat: Any, max_fra
 
         split = data
         entries = split_entries(split, "train")
-        if only:
-            missing = sorted(set(only) - {e.clip_id for e in entries})
-            if missing:
-                raise ManifestError(f"--train-clips {','.join(missing)}: not train clips of split {split!r}")
-            entries = [e for e in entries if e.clip_id in only]
+        keep = set(_only([e.clip_id for e in entries], only, f"split {split!r}"))
+        entries = [e for e in entries if e.clip_id in keep]
         clips = [cd for _, cd in iter_split_data(entries, root, fm, feat, max_frames=max_frames)]
     if not clips:
         raise ManifestError("no training clips", path if path.is_dir() else None)
     return split, clips
+
+
+def held_out_clips(data: str) -> Any:
+    """The shards' TEST clips (validation under inference conditions), None for a split name or none there."""
+    path = Path(data)
+    if not path.is_dir():
+        return None
+    from realtalk.shards import ShardStore
+
+    val = ShardStore(path, role="test")
+    return val if len(val) else None
+
+
+def data_record(data: str, clips: list[Any]) -> dict[str, Any]:
+    """What a variant was trained on (kept in its realtalk.pt): shard folder or split, clip ids and frames."""
+    path = Path(data)
+    return {"kind": "shards" if path.is_dir() else "split", "source": str(path.resolve()) if path.is_dir() else data,
+            "clips": {c.clip_id: len(c) for c in clips}}
 
 
 def print_parameter_counts(cfg: Any, table: int, variants: list[Any]) -> None:
@@ -144,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from realtalk.config import get_config
     from realtalk.face_models import get_face_model
     from realtalk.train import export_combined, train_a2e, train_renderer
+    from realtalk.train_config import TrainSettings
     from reports.ablation import AblationTable, metrics_for, row_from_summary, to_json, to_markdown, to_page
 
     variants = get_table(args.table)
@@ -166,18 +201,27 @@ def run(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise BenchError("ablation needs --data and --out (or --params to print parameter counts only)")
     say = (lambda m: None) if args.no_progress else print
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {args.device}: no CUDA device here (torch {torch.__version__})")
+    settings = lambda: TrainSettings(device=args.device, precision=args.precision, workers=args.workers)  # noqa: E731
     split, clips = load_training_clips(args.data, args.root, fm, feat, args.max_frames, args.train_clips)
+    val = held_out_clips(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "realtalk-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ablation"] else None
-    kw = dict(time_budget=args.time_budget, resume=True, progress=not args.no_progress, log=say, command=command)
+    kw = dict(time_budget=args.time_budget, resume=True, progress=not args.no_progress, log=say, command=command,
+              val_clips=val)
     shared_steps = args.shared_steps if args.shared_steps is not None else args.steps
     varied = variants[0].stage
     shared_dir = out / "shared"
     if varied == "a2e":  # Table 5: one renderer for every A2E variant
-        train_renderer(base, clips, fm, shared_dir, shared_steps, perceptual=not args.no_perceptual, **kw)
+        train_renderer(base, clips, fm, shared_dir, shared_steps, perceptual=not args.no_perceptual,
+                       settings=settings(), **kw)
     else:  # Tables 6, 7: one A2E for every renderer variant
-        train_a2e(base, clips, fm, shared_dir, shared_steps, featurizer_name=feat.name, **kw)
+        train_a2e(base, clips, fm, shared_dir, shared_steps, featurizer_name=feat.name, settings=settings(), **kw)
     metrics = args.metrics or metrics_for(args.table)
     rows: list[Any] = []
     unavailable = {m: "not run (--metrics)" for m in metrics_for(args.table) if m not in metrics}
@@ -185,27 +229,36 @@ def run(args: argparse.Namespace) -> int:
         cfg = variant_config(base, v)
         vdir = out / v.key
         if varied == "a2e":
-            train_a2e(cfg, clips, fm, vdir, args.steps, featurizer_name=feat.name, **kw)
+            trained = train_a2e(cfg, clips, fm, vdir, args.steps, featurizer_name=feat.name, settings=settings(),
+                                **kw)
             a2e_ck, ren_ck = vdir / "a2e.pt", shared_dir / "renderer.pt"
         else:
-            train_renderer(cfg, clips, fm, vdir, args.steps, perceptual=not args.no_perceptual, **kw)
+            trained = train_renderer(cfg, clips, fm, vdir, args.steps, perceptual=not args.no_perceptual,
+                                     settings=settings(), **kw)
             a2e_ck, ren_ck = shared_dir / "a2e.pt", vdir / "renderer.pt"
         ckpt = export_combined(a2e_ck, ren_ck, vdir / "realtalk.pt", extra={"ablation": {
-            "table": args.table, "variant": v.key, "command": command}})
+            "table": args.table, "variant": v.key, "command": command}, "train_data": data_record(args.data, clips)})
+        method_args: dict[str, Any] = {"checkpoint": str(ckpt)}
+        if args.device != "cpu":
+            method_args["device"] = args.device
         run_cfg = RunConfig(split=split, out=str(vdir / "run"), methods=["realtalk"], root=args.root,
                             settings=["reconstruction"], metrics=metrics, clips=args.clips,
-                            max_frames=args.eval_max_frames, write_videos=False,
-                            method_args={"realtalk": {"checkpoint": str(ckpt)}})
+                            max_frames=args.eval_max_frames, write_videos=False, device=args.device,
+                            method_args={"realtalk": method_args})
         say(f"ablation table {args.table}: evaluating {v.key} ({v.label})")
         summary = run_benchmark(run_cfg, progress=not args.no_progress)
         unavailable.update(summary.get("unavailable", {}))
         row = row_from_summary(v.key, v.label, v.full, summary)
         row.params, row.run_dir = count_renderer(cfg), str(vdir / "run")
+        row.validation = {k: v for k, v in (trained.get("validation") or {}).items() if k != "step"} or None
         row.paper_params = None if v.paper_params_m is None else int(round(v.paper_params_m * 1e6))
         rows.append(row)
     notes = [f"config {args.config}, {args.steps} steps per varied stage ({shared_steps} shared), "
              f"data {args.data}, evaluated on split {split!r} test clips (reconstruction)"
              + (f", first {args.eval_max_frames} frames" if args.eval_max_frames else ""),
+             f"trained on {len(clips)} clip(s) ({sum(len(c) for c in clips)} frames) from "
+             + (f"shards {args.data}" if Path(args.data).is_dir() else f"split {args.data} (decoded in RAM)")
+             + ("; held-out validation: the shards' test clips" if val is not None else ""),
              "Params: renderer parameters of this config; the paper's are for its 256px model (Table 7)."]
     table = AblationTable(args.table, TITLES[args.table], rows, unavailable, notes)
     md = to_markdown(table)

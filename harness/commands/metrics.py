@@ -18,7 +18,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, default=25.0)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N | auto (cuda when a GPU is visible); "
+                   "a GPU that is not there exits 2")
+    p.add_argument("--prefetch", type=int, default=None, metavar="N",
+                   help="with several --gen: decode the next N generated versions in a background thread while one "
+                        "is scored (default: 1 on a GPU, 0 on a CPU)")
     p.add_argument("--metric-arg", action="append", default=[], metavar="METRIC.KEY=VALUE",
                    help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable)")
     p.add_argument("--benchmark", action="store_true", help="print frames/s per metric on the real test clips")
@@ -38,6 +42,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
+    from harness.devices import EXIT_DEVICE, DeviceError, check_device, full_precision
+
+    try:
+        args.device = check_device(args.device)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DEVICE
+    full_precision(args.device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -47,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"warning: {w.message}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, decoded: Any = None) -> int:
+    """decoded: the generated version's video, decoded ahead (harness.prefetch), else None (decoded here)."""
     import sys
 
     from rich.console import Console
@@ -68,15 +81,16 @@ def _run(args: argparse.Namespace) -> int:
         return bench(["--frames", str(args.max_frames or 50), "--batch-size", str(args.batch_size)])
     if not args.gen or not args.gt:
         raise BenchError("--gen and --gt are required (or --benchmark)")
+    from harness.core.media import read_audio, read_video_or_frames
+
     if isinstance(args.gen, list):  # several generated versions: one process, one table each, worst exit code
         if len(args.gen) > 1:
-            return max(_run(argparse.Namespace(**{**vars(args), "gen": g})) for g in args.gen)
+            return _run_versions(args)
         args.gen = args.gen[0]
-    from harness.core.media import read_audio, read_video_or_frames
     from metrics.compute import aligned_pair, compute_pair, fit_audio
 
     gt = read_video_or_frames(args.gt, args.fps, args.max_frames)
-    gen = read_video_or_frames(args.gen, args.fps, args.max_frames)
+    gen = decoded if decoded is not None else read_video_or_frames(args.gen, args.fps, args.max_frames)
     audio = None
     audio_path = args.audio or (args.gt if getattr(gt.info, "has_audio", False) else None)
     if audio_path:
@@ -119,6 +133,29 @@ def _run(args: argparse.Namespace) -> int:
     for name in holes:  # one line each on stderr, as `run` fails on a metric named in --metrics it cannot compute
         print(f"error: metric {name} unavailable: {res.unavailable[name]}", file=sys.stderr)
     return 1 if res.errors or holes else 0
+
+
+def _run_versions(args: argparse.Namespace) -> int:
+    """Each --gen version in turn (worst exit code); with --prefetch N (default 1 on a GPU) the next N versions
+    are decoded in a background thread while one is scored. A decode error is raised when its version comes up,
+    as without prefetch."""
+    from harness.core.errors import BenchError
+    from harness.core.media import read_video_or_frames
+
+    given = getattr(args, "prefetch", None)
+    depth = (1 if str(args.device).startswith("cuda") else 0) if given is None else given
+    if depth < 0:
+        raise BenchError(f"--prefetch {depth}: expected a version count >= 0")
+    versions = [argparse.Namespace(**{**vars(args), "gen": g}) for g in args.gen]
+    if not depth:
+        return max(_run(v) for v in versions)
+    from harness.prefetch import Prefetcher
+
+    codes = []
+    with Prefetcher(list(args.gen), lambda g: read_video_or_frames(g, args.fps, args.max_frames), depth) as pf:
+        for v in versions:
+            codes.append(_run(v, decoded=pf.take(v.gen)))
+    return max(codes)
 
 
 def named_unavailable(unavailable: dict[str, str], names: list[str] | None, audio: Any) -> list[str]:

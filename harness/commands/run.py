@@ -41,7 +41,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--num-cpus", type=float, help="CPUs requested per Ray task (one clip; default 1)")
     p.add_argument("--num-gpus", type=float, help="GPUs requested per Ray task (one clip; default 0)")
-    p.add_argument("--device", help="metric device: cpu (default) | cuda | auto")
+    p.add_argument("--device", help="metric device: cpu (default) | cuda | cuda:N | auto (cuda when a GPU is visible); "
+                                    "a GPU that is not there exits 2")
+    p.add_argument("--prefetch", type=int, metavar="N",
+                   help="local executor: prepare the ground truth (decode, face tracking, crops) of the next N clips "
+                        "in a background thread while this one is scored (default: 1 on a GPU, 0 on a CPU; "
+                        "memory: N more clips' frames + crops; results are the same)")
     p.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE",
                    help="constructor argument for a method, e.g. realtalk.checkpoint=PATH (repeatable)")
     p.add_argument("--metric-arg", action="append", metavar="METRIC.KEY=VALUE",
@@ -72,6 +77,7 @@ def cli_options(args: argparse.Namespace) -> dict[str, Any]:
         "metric_args": parse_method_args(args.metric_arg, "--metric-arg", "METRIC") if args.metric_arg else None,
         "seed": args.seed, "n_boot": args.n_boot, "plugins": args.plugin, "no_videos": args.no_videos,
         "retry_failed": args.retry_failed, "allow_failures": args.allow_failures, "no_progress": args.no_progress,
+        "prefetch": args.prefetch,
     }
 
 
@@ -93,17 +99,26 @@ def run(args: argparse.Namespace) -> int:
 
     opts = resolved_options(args)
     cfg = config_from_options(opts, source=args.config or "the command line")
-    return run_and_report(cfg, bool(opts.get("no_progress")), bool(opts.get("allow_failures")))
+    return run_and_report(cfg, bool(opts.get("no_progress")), bool(opts.get("allow_failures")),
+                          prefetch=opts.get("prefetch"))
 
 
-def run_and_report(cfg: Any, no_progress: bool, allow_failures: bool) -> int:
-    """Run (or resume) cfg, print the tables and return the exit code (shared by `run` and `rerun`)."""
+def run_and_report(cfg: Any, no_progress: bool, allow_failures: bool, prefetch: int | None = None) -> int:
+    """Run (or resume) cfg, print the tables and return the exit code (shared by `run` and `rerun`).
+    2 (one line on stderr) when --device names a GPU this machine does not have."""
+    import sys
+
     from rich.console import Console
 
+    from harness.devices import EXIT_DEVICE, DeviceError
     from harness.runner import render_summary, run_benchmark
 
     console = Console()
-    summary = run_benchmark(cfg, progress=not no_progress, console=console)
+    try:
+        summary = run_benchmark(cfg, progress=not no_progress, console=console, prefetch=prefetch)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DEVICE
     render_summary(summary, console)
     console.print(f"run store: {cfg.out} (summary.json, per_clip.csv, clips/, videos/)  wall {summary['wall_s']:.1f} s",
                   highlight=False)

@@ -258,7 +258,8 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
                 p)
 
 
-STREAM_CHUNK_BYTES = 128 * 1024 ** 2  # decoded pixels per chunk of a streamed read (about 21 frames of 1080p)
+STREAM_CHUNK_BYTES = 48 * 1024 ** 2  # decoded pixels per chunk of a streamed read (8 frames of 1080p; a chunk is
+# held twice while it is handed on, and its size only sets how often Python loops, not the decode speed)
 
 
 class StreamedFrames:

@@ -78,10 +78,9 @@ def clip_faces(
                   frames=_frames_identity(video))
 
     def compute() -> dict[str, np.ndarray]:
-        import warnings
+        from harness.core.thread_warnings import recorded_warnings
 
-        with warnings.catch_warnings(record=True) as said:  # kept in the cache entry, re-emitted below
-            warnings.simplefilter("always", UserWarning)
+        with recorded_warnings(UserWarning) as said:  # kept in the cache entry, re-emitted below (thread-safe)
             track = track_faces(frames, det, every=every, smooth=smooth, pick=pick, max_gap=max_gap, name=video.path)
         ct = make_crop_track(track, frames.shape[1:3], size=size, scale=scale, shift_y=shift_y, fixed_side=fixed_side)
         crops = crop_chunked(frames, ct, pad=pad)
@@ -175,16 +174,10 @@ def prior_box(size: int = DEFAULT_SIZE, scale: float = DEFAULT_SCALE, shift_y: f
     return np.array([cx - face / 2, cy - face / 2, cx + face / 2, cy + face / 2], dtype=np.float32)
 
 
-_VERIFIER: FaceDetector | None = None
-
-
 def _default_verifier() -> FaceDetector:
     """dlib HOG on a 160 px copy of the crop: the ~140 px face of a 256 crop is ~86 px there, above
-    HOG's 80 px minimum, at a quarter of the full-size cost (retries at 2x when it misses)."""
-    global _VERIFIER
-    if _VERIFIER is None:
-        _VERIFIER = get_detector("dlib_hog", max_side=160, upsample=0, retry_upsample=True)
-    return _VERIFIER
+    HOG's 80 px minimum, at a quarter of the full-size cost (retries at 2x when it misses). Shared per process."""
+    return get_detector("dlib_hog", max_side=160, upsample=0, retry_upsample=True)
 
 
 def landmarks_on_crops(
@@ -206,27 +199,28 @@ def landmarks_on_crops(
     lm = get_landmarker(landmarker) if isinstance(landmarker, str) else landmarker
     T = len(crops)
     out = np.full((T, 68, 2), np.nan, dtype=np.float32)
+    fit = getattr(lm, "landmarks_batch", None) or (lambda fs, bs: [lm.landmarks(f, b) for f, b in zip(fs, bs)])
     if boxes is not None:
-        for t in range(T):
-            pts = lm.landmarks(crops[t], np.asarray(boxes[t], dtype=np.float32))
-            if pts is not None:
-                out[t] = pts
-        return out
+        chosen: list[np.ndarray | None] = [np.asarray(b, dtype=np.float32) for b in boxes]
+    else:
+        chosen = []
     size = crops.shape[1] if T else DEFAULT_SIZE
     prior = prior_box(size, scale, shift_y)
-    det = _default_verifier() if detector == "default" else (
+    det = None if boxes is not None else _default_verifier() if detector == "default" else (
         get_detector(detector) if isinstance(detector, str) else detector)
-    for t in range(T):
+    for t in range(T if boxes is None else 0):
         box: np.ndarray | None = prior
         if det is not None:
             found = det.detect(crops[t])
             if len(found) == 0:
+                chosen.append(None)
                 continue
             iou = box_iou(found, prior[None])[:, 0]
             best = int(np.argmax(iou))
             box = prior if iou[best] >= min_iou else found[int(np.argmax(
                 (found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
-        pts = lm.landmarks(crops[t], box)
+        chosen.append(box)
+    for t, pts in enumerate(fit(crops, chosen)):  # one batched network pass for FAN (landmarks_batch)
         if pts is not None:
             out[t] = pts
     return out

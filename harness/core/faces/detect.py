@@ -15,6 +15,7 @@ import numpy as np
 
 from harness.core import weights
 from harness.core.errors import MediaError
+from harness.core.faces.models import shared
 
 EMPTY = np.zeros((0, 5), dtype=np.float32)
 
@@ -81,6 +82,9 @@ class DlibHogDetector(FaceDetector):
         # for the usual big talking-head face)
         self.full_res_retry = bool(full_res_retry)
         self._det = dlib.get_frontal_face_detector()
+        import threading
+
+        self._lock = threading.Lock()  # dlib's object_detector is not safe for concurrent use; instances are shared
         self.upsample = int(upsample)
         self.max_side = max_side
         self.retry_upsample = retry_upsample
@@ -91,7 +95,8 @@ class DlibHogDetector(FaceDetector):
                 "threshold": self.threshold, "full_res_retry": self.full_res_retry}
 
     def _run(self, img: np.ndarray, upsample: int) -> np.ndarray:
-        rects, scores, _ = self._det.run(img, upsample, self.threshold)
+        with self._lock:
+            rects, scores, _ = self._det.run(img, upsample, self.threshold)
         return np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1, s] for r, s in zip(rects, scores)],
                         dtype=np.float32).reshape(-1, 5)
 
@@ -170,12 +175,13 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
 
 
 def get_detector(name: str = "dlib_hog", **kwargs) -> FaceDetector:
-    """A detector by name ("dlib_hog" | "mtcnn" | "s3fd"); kwargs go to its constructor."""
+    """A detector by name ("dlib_hog" | "mtcnn" | "s3fd"); kwargs go to its constructor. One shared instance
+    per (name, kwargs, weights file) per process (harness.core.faces.models): detectors keep no per-call state."""
     if isinstance(name, FaceDetector):
         return name
     if name not in DETECTORS:
         raise KeyError(f"unknown face detector {name!r}; known: {sorted(DETECTORS)}")
-    return DETECTORS[name](**kwargs)
+    return shared("detector", name, kwargs, lambda: DETECTORS[name](**kwargs))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +25,10 @@ class LandmarkDetector(ABC):
     @abstractmethod
     def landmarks(self, frame: np.ndarray, box: np.ndarray | None) -> np.ndarray | None:
         """[68,2] float32 (x,y) in frame pixels, iBUG order; None when there is no box/face."""
+
+    def landmarks_batch(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+        """landmarks() of many (frame, box) pairs; backends with a network override it to run one batched pass."""
+        return [self.landmarks(f, b) for f, b in zip(frames, boxes)]
 
     def describe(self) -> dict:
         return {"name": self.name, "weights_sha256": self.weights_sha256}
@@ -81,58 +85,118 @@ def fan_weights_key() -> str:
     return "fan_2d" if weights.available("fan_2d") else "fan_2d_pth"
 
 
+def fold_fan(net: Any) -> Any:
+    """face-alignment's FAN for inference: the two BatchNorms that directly follow a conv (the stem's bn1 and
+    each stack's bn_end after conv_last) folded into it, weights in channels_last (oneDNN's NHWC convs).
+    The ConvBlocks' BNs are pre-activation (BN -> ReLU -> conv, and their conv outputs are also concatenated
+    raw), so they cannot fold and stay as they are (harness.core.torch_fold). Same maths; fp32 rounding
+    differs (tests/test_fan_fast.py)."""
+    import torch
+
+    from harness.core.torch_fold import fold_batchnorm
+
+    net = net.eval()
+    fold_batchnorm(net.conv1, net.bn1)
+    net.bn1 = torch.nn.Identity()
+    for i in range(net.num_modules):
+        fold_batchnorm(net._modules[f"conv_last{i}"], net._modules[f"bn_end{i}"])
+        net._modules[f"bn_end{i}"] = torch.nn.Identity()
+    return net.to(memory_format=torch.channels_last)
+
+
+def _fan_crop_input(frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """face-alignment's preprocessing of one face: crop around the box centre shifted up by 0.12 h at scale
+    (w+h)/195 to 256x256 -> float32 [3,256,256] in [0,1]; returns (input, center, scale)."""
+    from face_alignment.utils import CENTER_Y_OFFSET, REFERENCE_SCALE, crop
+
+    d = np.asarray(box[:4], dtype=np.float64)
+    center = np.array([d[2] - (d[2] - d[0]) / 2.0, d[3] - (d[3] - d[1]) / 2.0])
+    center[1] = center[1] - (d[3] - d[1]) * CENTER_Y_OFFSET
+    scale = (d[2] - d[0] + d[3] - d[1]) / REFERENCE_SCALE
+    inp = crop(np.ascontiguousarray(frame), center, scale).transpose((2, 0, 1)).astype(np.float32) / 255.0
+    return inp, center, scale
+
+
 class FANLandmarker(LandmarkDetector):
     """face-alignment's 2D FAN (2DFAN-4). Pre/post-processing is face-alignment's own (crop around the
     box centre shifted up by 0.12 h, scale (w+h)/195, heatmap argmax with quarter-pixel refinement,
-    flip averaging). Prefers the 1.5 state-dict file (`fan_2d_pth`), else the TorchScript zip (`fan_2d`)."""
+    flip averaging). Prefers the 1.5 state-dict file (`fan_2d_pth`), else the TorchScript zip (`fan_2d`).
+
+    Speed (issue 16): the state-dict network runs BN-folded in channels_last (fold_fan), and landmarks_batch
+    runs `batch_size` faces AND their flipped copies in one network call (FAN has no cross-sample ops in
+    eval mode, so a batch equals one-at-a-time up to fp32 rounding). fast=False keeps the network as loaded."""
 
     name = "fan"
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu", flip_input: bool = True):
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", flip_input: bool = True,
+                 batch_size: int = 16, fast: bool = True):
         if path is None:
             path = weights.require(fan_weights_key())  # raises, naming the file face-alignment 1.5 loads
         self.path = Path(path)  # type: ignore[arg-type]
         self.weights_sha256 = weights.file_sha256(self.path)
         self.device = device
         self.flip_input = flip_input
+        self.batch_size = max(1, int(batch_size))
+        self.fast = fast and self.path.suffix != ".zip"  # a TorchScript graph is run as shipped
         if self.path.suffix == ".zip":
             self._net = _load_fan_torchscript(self.path, device)
         else:
-            self._net = _load_fan_state_dict(self.path, device)
+            net = _load_fan_state_dict(self.path, device)
+            self._net = fold_fan(net) if self.fast else net
+
+    def heatmaps(self, x: Any) -> Any:
+        """[B,3,256,256] in [0,1] -> [B,68,64,64] heatmaps (plus the flipped input's, flipped back, when
+        flip_input): face-alignment's `out + flip(net(flip(x)), is_label=True)`, both halves in one call."""
+        import torch
+        from face_alignment.utils import flip
+
+        def last(o: Any) -> Any:
+            return (o[-1] if isinstance(o, (list, tuple)) else o).detach()
+
+        b = x.shape[0]
+        inp = torch.cat([x, flip(x)]) if self.flip_input else x
+        if self.fast:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = last(self._net(inp))
+            if self.flip_input:
+                out = out[:b] + flip(out[b:], is_label=True)
+        return out.contiguous()
 
     def landmarks(self, frame: np.ndarray, box: np.ndarray | None) -> np.ndarray | None:
-        import torch
-        from face_alignment.utils import CENTER_Y_OFFSET, REFERENCE_SCALE, crop, flip, get_preds_fromhm
+        return self.landmarks_batch([frame], [box])[0]
 
-        if box is None or not np.all(np.isfinite(box[:4])):
-            return None
-        d = np.asarray(box[:4], dtype=np.float64)
-        center = np.array([d[2] - (d[2] - d[0]) / 2.0, d[3] - (d[3] - d[1]) / 2.0])
-        center[1] = center[1] - (d[3] - d[1]) * CENTER_Y_OFFSET
-        scale = (d[2] - d[0] + d[3] - d[1]) / REFERENCE_SCALE
-        inp = crop(np.ascontiguousarray(frame), center, scale).transpose((2, 0, 1)).astype(np.float32) / 255.0
-        x = torch.from_numpy(inp)[None].to(self.device)
-        with torch.no_grad():
-            out = self._net(x)
-            out = (out[-1] if isinstance(out, (list, tuple)) else out).detach()
-            if self.flip_input:
-                fo = self._net(flip(x))
-                out = out + flip((fo[-1] if isinstance(fo, (list, tuple)) else fo).detach(), is_label=True)
-        hm = out.cpu().float().numpy()
-        _, pts_img, _ = get_preds_fromhm(hm, center, scale)
-        return np.asarray(pts_img, dtype=np.float32).reshape(68, 2)
+    def landmarks_batch(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+        """[68,2] float32 per (frame, box), None where the box is missing; batch_size faces per network call."""
+        import torch
+        from face_alignment.utils import get_preds_fromhm
+
+        out: list[np.ndarray | None] = [None] * len(frames)
+        todo = [i for i, b in enumerate(boxes) if b is not None and np.all(np.isfinite(np.asarray(b)[:4]))]
+        for lo in range(0, len(todo), self.batch_size):
+            idx = todo[lo:lo + self.batch_size]
+            prep = [_fan_crop_input(frames[i], np.asarray(boxes[i])) for i in idx]
+            x = torch.from_numpy(np.stack([p[0] for p in prep])).to(self.device)
+            hm = self.heatmaps(x).cpu().float().numpy()
+            for j, (i, (_, center, scale)) in enumerate(zip(idx, prep)):
+                _, pts_img, _ = get_preds_fromhm(hm[j:j + 1], center, scale)
+                out[i] = np.asarray(pts_img, dtype=np.float32).reshape(68, 2)
+        return out
 
 
 LANDMARKERS: dict[str, Callable[..., LandmarkDetector]] = {"dlib": DlibLandmarker, "fan": FANLandmarker}
 
 
 def get_landmarker(name: str = "dlib", **kwargs) -> LandmarkDetector:
-    """A landmarker by name ("dlib" | "fan"); WeightsMissingError when its file is absent."""
+    """A landmarker by name ("dlib" | "fan"); WeightsMissingError when its file is absent. One shared instance
+    per (name, kwargs, weights file) per process (harness.core.faces.models)."""
+    from harness.core.faces.models import shared
+
     if isinstance(name, LandmarkDetector):
         return name
     if name not in LANDMARKERS:
         raise KeyError(f"unknown landmarker {name!r}; known: {sorted(LANDMARKERS)}")
-    return LANDMARKERS[name](**kwargs)
+    return shared("landmarker", name, kwargs, lambda: LANDMARKERS[name](**kwargs))
 
 
 __all__ = ["LandmarkDetector", "DlibLandmarker", "FANLandmarker", "fan_weights_key", "get_landmarker",
