@@ -154,6 +154,8 @@ class Precomputed(Method):
         (harness.evaluate): the output file is decoded chunkwise too (harness.core.media.open_video, or the PNG
         folder's files a chunk at a time), so no whole clip of full frames is ever held. The length notes are
         set before the first chunk, the alignment notes once the last chunk is out."""
+        from harness.core.media import ForwardFrames, fitted_chunks
+
         path = self.locate(inp.setting, inp.clip_id)
         n = int(inp.n_frames)
         out = _open_output(path, inp.fps, n + 1)
@@ -163,10 +165,12 @@ class Precomputed(Method):
         mode = self._mode(tuple(out.shape[1:3]), tuple(src.shape[1:3]), path, notes)
         self.last_notes = notes
         aligner = _CropAligner(self, path) if mode == "face_crops" else None
-        cursor = _Cursor(src, size) if aligner is not None else None
-        for chunk in _fitted_chunks(out, n, size):  # the raw output, trimmed / last-frame padded to n
-            if aligner is not None and cursor is not None:
-                done = aligner.add(chunk, cursor.take(len(chunk)))
+        reader = ForwardFrames(src, size) if aligner is not None else None
+        pos = 0
+        for chunk in fitted_chunks(out, n, size):  # the raw output, trimmed / last-frame padded to n
+            if aligner is not None and reader is not None:  # the source frames in order, the last held past the end
+                done = aligner.add(chunk, reader.take([min(i, len(src) - 1) for i in range(pos, pos + len(chunk))]))
+                pos += len(chunk)
             else:
                 done = _resize(chunk, src.shape[1:3]) if mode == "resized" else chunk
             yield from _split(np.ascontiguousarray(done, dtype=np.uint8), size)
@@ -233,32 +237,21 @@ class _PngFrames:
     """A PNG/JPG folder's frames, read a chunk of files at a time (read_video_or_frames' frames, unheld)."""
 
     def __init__(self, path: Path, max_frames: int):
-        from harness.core.media import IMAGE_EXT
+        from harness.core.media import frame_image_files, read_frame_image
 
         self.path = path
-        self.files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
-        if not self.files:
-            raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", path)
-        first = self._read(self.files[0])
-        self.shape = (len(self.files), *first.shape)
+        self.files = frame_image_files(path, max_frames)
+        self.shape = (len(self.files), *read_frame_image(self.files[0]).shape)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    @staticmethod
-    def _read(f: Path) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(f) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise MediaError(f"unreadable frame image ({exc})", f) from None
-
     def chunks(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        from harness.core.media import read_frame_image
+
         stop = len(self) if stop is None else stop
         for i in range(start, stop, size):
-            frames = [self._read(f) for f in self.files[i:min(i + size, stop)]]
+            frames = [read_frame_image(f) for f in self.files[i:min(i + size, stop)]]
             if any(fr.shape != self.shape[1:] for fr in frames):
                 raise MediaError("frame images of different sizes in the folder", self.path)
             yield np.stack(frames)
@@ -271,43 +264,6 @@ def _open_output(path: Path, fps: float, max_frames: int) -> Any:
     from harness.core.media import open_video
 
     return open_video(path, fps=fps, max_frames=max_frames).frames
-
-
-class _Cursor:
-    """The source frames in order, k at a time, over one decode pass (a StreamedFrames slice would seek and
-    decode from the previous keyframe for every chunk); the last frame is held past the end."""
-
-    def __init__(self, frames: Any, size: int):
-        chunks = getattr(frames, "chunks", None)
-        self.it = chunks(size) if chunks is not None else (frames[i:i + size] for i in range(0, len(frames), size))
-        self.buf = np.empty((0, *frames.shape[1:]), np.uint8)
-        self.last: np.ndarray | None = None
-
-    def take(self, k: int) -> np.ndarray:
-        while len(self.buf) < k:
-            nxt = next(self.it, None)
-            if nxt is None:
-                break
-            self.buf = np.concatenate([self.buf, np.asarray(nxt)])
-        got, self.buf = self.buf[:k], self.buf[k:]
-        if len(got):
-            self.last = got[-1:]
-        if len(got) < k and self.last is not None:
-            got = np.concatenate([got, np.repeat(self.last, k - len(got), axis=0)])
-        return got
-
-
-def _fitted_chunks(frames: Any, n: int, size: int) -> Iterator[np.ndarray]:
-    """_fit_length(frames, n) in chunks of at most `size`, never holding more than one chunk."""
-    got, last = 0, None
-    for chunk in frames.chunks(size, 0, min(len(frames), n)):
-        last = chunk[-1:]
-        got += len(chunk)
-        yield chunk
-    while got < n and last is not None:
-        k = min(size, n - got)
-        got += k
-        yield np.repeat(last, k, axis=0)
 
 
 class _CropAligner:

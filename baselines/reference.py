@@ -26,25 +26,6 @@ def _fit_length(frames: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([frames, np.repeat(frames[-1:], n - len(frames), axis=0)])
 
 
-def _chunks_of_length(frames: Any, n: int, size: int) -> Iterator[np.ndarray]:
-    """_fit_length(frames, n) in chunks of at most `size`; frames may decode in chunks (StreamedFrames)."""
-    chunks = frames.chunks() if hasattr(frames, "chunks") else (frames[i:i + size] for i in range(0, len(frames), size))
-    got, last = 0, None
-    for chunk in chunks:
-        for i in range(0, len(chunk), size):
-            part = np.asarray(chunk[i:i + size])[: n - got]
-            if len(part):
-                last = part[-1:]
-                got += len(part)
-                yield part.copy()
-        if got >= n:
-            return
-    while got < n and last is not None:
-        k = min(size, n - got)
-        got += k
-        yield np.repeat(last, k, axis=0)
-
-
 @register
 class GroundTruth(Method):
     """The real source frames (trimmed / last-frame-padded to n_frames)."""
@@ -66,7 +47,9 @@ class GroundTruth(Method):
 
     def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
         """generate() chunk by chunk, for a long clip whose source decodes in chunks (harness.evaluate)."""
-        yield from _chunks_of_length(inp.source_frames, int(inp.n_frames), size)
+        from harness.core.media import fitted_chunks
+
+        yield from fitted_chunks(inp.source_frames, int(inp.n_frames), size)
 
 
 @register
@@ -124,7 +107,7 @@ class CopyReference(Method):
     def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
         """generate() chunk by chunk (the same frames), for a long clip whose source decodes in chunks: the
         source frames are read in one pass (a seek only where the pingpong turns back past the clip's end)."""
-        from realtalk.inference import ForwardFrames
+        from harness.core.media import ForwardFrames
 
         frames = inp.source_frames
         paste, idx = self._paster(inp, frames)

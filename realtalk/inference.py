@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.core.media import ForwardFrames
 from realtalk.a2e import AudioToExpression
 from realtalk.config import RealTalkConfig
 from realtalk.data import fit_tokens, sample_history, to_image
@@ -345,32 +346,6 @@ class RealTalkPipeline:
                 buf, held = [], 0
         if buf:
             yield np.concatenate(buf)
-
-
-class ForwardFrames:
-    """Source frames by index, read forward over one chunked pass of `frames` (StreamedFrames decodes a chunk at
-    a time; an array is sliced): output frame i shows source frame pingpong_index(i), which only runs forward
-    while i < len(frames). An index behind the current chunk (the pingpong turning back) is decoded on its own."""
-
-    def __init__(self, frames: Any, size: int):
-        self.frames = frames
-        chunks = getattr(frames, "chunks", None)
-        self.it = chunks(size) if chunks is not None else (frames[i:i + size] for i in range(0, len(frames), size))
-        self.lo, self.buf = 0, np.empty((0, *frames.shape[1:]), np.uint8)
-
-    def one(self, s: int) -> np.ndarray:
-        """Source frame s as [1,H,W,3]."""
-        while s >= self.lo + len(self.buf):
-            nxt = next(self.it, None)
-            if nxt is None:
-                break
-            self.lo, self.buf = self.lo + len(self.buf), np.asarray(nxt)
-        if self.lo <= s < self.lo + len(self.buf):
-            return self.buf[s - self.lo:s - self.lo + 1]
-        return np.asarray(self.frames[s:s + 1])
-
-    def take(self, idx: list[int]) -> np.ndarray:
-        return np.concatenate([self.one(s) for s in idx])
 
 
 def frames_identity(frames: np.ndarray) -> np.ndarray:

@@ -455,24 +455,78 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
 
 
+def frame_image_files(folder: Path, max_frames: int | None = None) -> list[Path]:
+    """A frame folder's images in order (sorted png/jpg), or MediaError when it has none."""
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
+    if not files:
+        raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", folder)
+    return files
+
+
+def read_frame_image(path: Path) -> np.ndarray:
+    """One frame image as RGB uint8 [H,W,3], or MediaError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise MediaError(f"unreadable frame image ({exc})", path) from None
+
+
+def fitted_chunks(frames: Any, n: int, size: int) -> Iterator[np.ndarray]:
+    """Exactly n frames (trimmed, or padded by holding the last frame) in chunks of at most `size`; `frames` is
+    an array or decodes in chunks (anything with chunks(size, start, stop): StreamedFrames, a frame folder),
+    so no more than one chunk is held."""
+    stop = min(len(frames), n)
+    if hasattr(frames, "chunks"):
+        chunks = frames.chunks(size, 0, stop)
+    else:
+        chunks = (np.array(frames[i:min(i + size, stop)]) for i in range(0, stop, size))
+    got, last = 0, None
+    for chunk in chunks:
+        last = chunk[-1:]
+        got += len(chunk)
+        yield chunk
+    while got < n and last is not None:
+        k = min(size, n - got)
+        got += k
+        yield np.repeat(last, k, axis=0)
+
+
+class ForwardFrames:
+    """Frames by index, read forward over one chunked pass of `frames` (StreamedFrames decodes a chunk at a time;
+    an array is sliced), for consumers that walk a clip in order (a StreamedFrames slice per request would seek
+    and decode from the previous keyframe each time). An index behind the current chunk is decoded on its own."""
+
+    def __init__(self, frames: Any, size: int):
+        self.frames = frames
+        chunks = getattr(frames, "chunks", None)
+        self.it = chunks(size) if chunks is not None else (frames[i:i + size] for i in range(0, len(frames), size))
+        self.lo, self.buf = 0, np.empty((0, *frames.shape[1:]), np.uint8)
+
+    def one(self, s: int) -> np.ndarray:
+        """Frame s as [1,H,W,3]."""
+        while s >= self.lo + len(self.buf):
+            nxt = next(self.it, None)
+            if nxt is None:
+                break
+            self.lo, self.buf = self.lo + len(self.buf), np.asarray(nxt)
+        if self.lo <= s < self.lo + len(self.buf):
+            return self.buf[s - self.lo:s - self.lo + 1]
+        return np.asarray(self.frames[s:s + 1])
+
+    def take(self, idx: list[int]) -> np.ndarray:
+        return np.concatenate([self.one(s) for s in idx])
+
+
 def read_video_or_frames(path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None) -> Video:
     """A Video from a video file (read_video), or from a folder of frames (sorted png/jpg, one per output
     frame, taken as `fps`): what other repositories write as their outputs."""
     p = Path(path)
     if not p.is_dir():
         return read_video(p, fps=fps, max_frames=max_frames)
-    from PIL import Image, UnidentifiedImageError
-
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXT)[:max_frames]
-    if not files:
-        raise MediaError(f"no {'/'.join(IMAGE_EXT)} frames in the folder", p)
-    frames = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                frames.append(np.asarray(im.convert("RGB")))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise MediaError(f"unreadable frame image ({exc})", f) from None
+    frames = [read_frame_image(f) for f in frame_image_files(p, max_frames)]
     if len({fr.shape for fr in frames}) > 1:
         raise MediaError("frame images of different sizes in the folder", p)
     arr = np.stack(frames)
