@@ -154,7 +154,7 @@ class Precomputed(Method):
         (harness.evaluate): the output file is decoded chunkwise too (harness.core.media.open_video, or the PNG
         folder's files a chunk at a time), so no whole clip of full frames is ever held. The length notes are
         set before the first chunk, the alignment notes once the last chunk is out."""
-        from harness.core.media import ForwardFrames, fitted_chunks
+        from harness.core.frame_chunks import ForwardFrames, fitted_chunks
 
         path = self.locate(inp.setting, inp.clip_id)
         n = int(inp.n_frames)

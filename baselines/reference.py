@@ -47,7 +47,7 @@ class GroundTruth(Method):
 
     def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
         """generate() chunk by chunk, for a long clip whose source decodes in chunks (harness.evaluate)."""
-        from harness.core.media import fitted_chunks
+        from harness.core.frame_chunks import fitted_chunks
 
         yield from fitted_chunks(inp.source_frames, int(inp.n_frames), size)
 
@@ -107,7 +107,7 @@ class CopyReference(Method):
     def generate_chunks(self, inp: MethodInput, size: int) -> Iterator[np.ndarray]:
         """generate() chunk by chunk (the same frames), for a long clip whose source decodes in chunks: the
         source frames are read in one pass (a seek only where the pingpong turns back past the clip's end)."""
-        from harness.core.media import ForwardFrames
+        from harness.core.frame_chunks import ForwardFrames
 
         frames = inp.source_frames
         paste, idx = self._paster(inp, frames)

@@ -334,6 +334,28 @@ def run_command(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float
     return rc, out, err
 
 
+class _Led:
+    """An output's frames with `lead` copies of its first frame in front (a repository whose first output frame
+    shows frame `lead` of the clip), decoded in chunks like the frames it wraps (fitted_chunks' input)."""
+
+    def __init__(self, frames: Any, lead: int):
+        self.frames, self.lead = frames, int(lead)
+        self.shape = (len(frames) + self.lead, *frames.shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def chunks(self, size: int, start: int = 0, stop: int | None = None) -> Any:
+        stop = len(self) if stop is None else min(int(stop), len(self))
+        held = min(self.lead, stop) - start
+        if held > 0:
+            first = next(self.frames.chunks(1, 0, 1))
+            for i in range(0, held, size):
+                yield np.repeat(first, min(size, held - i), axis=0)
+        if stop > self.lead:
+            yield from self.frames.chunks(size, max(0, start - self.lead), stop - self.lead)
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -453,17 +475,33 @@ class SubprocessMethod(Method):
             ctx["face_track"] = track_faces(ctx["src"], self.detector, name=ctx["inp"].source_video)
         return ctx["face_track"]
 
-    def _frames_for(self, ctx: dict[str, Any], spec: dict[str, Any]) -> np.ndarray:
-        """Source frames, full or face crops (region: crop, size: N). `frame_in: [x0, y0, x1, y1]` says the
+    def _frame_chunks(self, ctx: dict[str, Any], spec: dict[str, Any], start: int = 0, stop: int | None = None
+                      ) -> Any:
+        """Source frames [start, stop), full or face crops (region: crop, size: N), in chunks: the whole array
+        for a source in memory, STREAM_CHUNK_BYTES pieces for one decoding in chunks (a long clip), so writing
+        the inputs never holds the clip's full frames. `frame_in: [x0, y0, x1, y1]` says the
         repository reads only that square sub-box of the image it is given (PC-AVS load_img keeps rows
         0..192, columns 16..208 of its 224 input): the written crop is widened so that exactly the crop
         track's box lands in that sub-box, and the output, which shows the sub-box, pastes back on the box."""
         src = ctx["src"]
+        stop = len(src) if stop is None else min(int(stop), len(src))
+        chunks = src.chunks(None, start, stop) if hasattr(src, "chunks") else iter([src[start:stop]])
         if spec.get("region", "full") != "crop":
-            return src
+            yield from chunks
+            return
         from dataclasses import replace
 
         from harness.core.faces.crop import crop_frames
+
+        ct = self._input_crop_track(ctx, spec)
+        pos = start
+        for chunk in chunks:
+            yield crop_frames(chunk, replace(ct, boxes=np.asarray(ct.boxes)[pos:pos + len(chunk)]))
+            pos += len(chunk)
+
+    def _input_crop_track(self, ctx: dict[str, Any], spec: dict[str, Any]) -> Any:
+        """The crop track the input crops are cut along (widened for `frame_in`)."""
+        from dataclasses import replace
 
         size = int(spec.get("size", 256))
         ct = self._crop_track(ctx, size)
@@ -477,13 +515,13 @@ class SubprocessMethod(Method):
             nx1 = np.round(b[:, 0] - x0 * wide / size)
             ny1 = np.round(b[:, 1] - y0 * wide / size)
             ct = replace(ct, boxes=np.stack([nx1, ny1, nx1 + wide, ny1 + wide], axis=1))
-        return crop_frames(src, ct)
+        return ct
 
     # -- inputs -----------------------------------------------------------------------------------------
     def _prepare(self, ctx: dict[str, Any], values: dict[str, Any]) -> None:
         import cv2
 
-        from harness.core.media import audio_frames, write_video
+        from harness.core.media import VideoWriter, audio_frames
 
         inp: MethodInput = ctx["inp"]
         indir = Path(values["workdir"]) / "inputs"
@@ -503,24 +541,27 @@ class SubprocessMethod(Method):
                     a = librosa.resample(audio, orig_sr=inp.sample_rate, target_sr=sr)
                 write_wav(path, a, sr)
             elif kind == "video":
-                frames = self._frames_for(ctx, spec)
                 fps = float(spec.get("fps", 25.0))
                 if abs(fps - inp.fps) > 1e-6:
                     raise BenchError(f"{self.method_name}: input video fps {fps} differs from the harness fps {inp.fps}")
-                write_video(path, frames, fps=fps, audio=audio if spec.get("with_audio") else None,
-                            sample_rate=inp.sample_rate)
+                with VideoWriter(path, len(ctx["src"]), fps=fps, audio=audio if spec.get("with_audio") else None,
+                                 sample_rate=inp.sample_rate) as writer:  # write_video's file, chunk by chunk
+                    for chunk in self._frame_chunks(ctx, spec):
+                        writer.write(chunk)
             elif kind == "frames_dir":
-                frames = self._frames_for(ctx, spec)
                 path.mkdir(parents=True, exist_ok=True)
                 pattern = spec.get("pattern", "{:06d}.jpg")
                 limit = spec.get("max_frames")
-                use = frames[: int(limit)] if limit else frames
-                for i, f in enumerate(use):
-                    cv2.imwrite(str(path / pattern.format(i + int(spec.get("start", 0)))), f[:, :, ::-1])
-                values[f"{name}_count"] = len(use)
-                safe[f"{name}_count"] = len(use)
+                count = 0
+                for chunk in self._frame_chunks(ctx, spec, 0, int(limit) if limit else None):
+                    for f in chunk:
+                        cv2.imwrite(str(path / pattern.format(count + int(spec.get("start", 0)))), f[:, :, ::-1])
+                        count += 1
+                values[f"{name}_count"] = count
+                safe[f"{name}_count"] = count
             elif kind == "image":
-                frame = self._frames_for(ctx, spec)[int(spec.get("index", 0))]
+                i = int(spec.get("index", 0))
+                frame = next(self._frame_chunks(ctx, spec, i, i + 1))[0]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), frame[:, :, ::-1])
             elif kind == "landmarks":
@@ -607,57 +648,73 @@ class SubprocessMethod(Method):
     # -- output -----------------------------------------------------------------------------------------
     def normalise(self, ctx: dict[str, Any], path: Path) -> np.ndarray:
         """The output video -> uint8 [n_frames, H, W, 3] at the source resolution and harness fps, or a
-        SubprocessMethodError saying what is wrong with it. Records what was done in self.last_notes."""
-        from harness.core.media import read_video
+        SubprocessMethodError saying what is wrong with it. Records what was done in self.last_notes.
+        normalise_chunks in one piece."""
+        parts = list(self.normalise_chunks(ctx, path, max(1, int(ctx["inp"].n_frames))))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def normalise_chunks(self, ctx: dict[str, Any], path: Path, size: int) -> Any:
+        """normalise() in chunks of at most `size` frames: the output is decoded chunk by chunk through the folder
+        method's reader (baselines/precomputed.py _open_output: StreamedFrames, or a PNG folder's files), so a
+        long clip's output is never read whole. Checks and notes (self.last_notes) come before the first chunk."""
+        from dataclasses import replace
+
+        from baselines.precomputed import _open_output
+        from harness.core.faces.crop import paste_frames
+        from harness.core.frame_chunks import ForwardFrames, fitted_chunks
 
         inp: MethodInput = ctx["inp"]
         spec = self.config["output"]
         n = int(inp.n_frames)
         lead = int(spec.get("lead_frames", 0))
         try:
-            frames = read_video(path, fps=inp.fps, max_frames=max(n - lead, 0) + 1).frames
+            out = _open_output(path, inp.fps, max(n - lead, 0) + 1)
         except MediaError as e:
             raise SubprocessMethodError(f"{self.method_name}: output cannot be decoded: {e.problem}", path) from None
         except Exception as e:  # noqa: BLE001 - a broken file from a foreign tool: say which
             raise SubprocessMethodError(f"{self.method_name}: output cannot be decoded: {e}", path) from None
-        if len(frames) == 0:
+        if len(out) == 0:
             raise SubprocessMethodError(f"{self.method_name}: output has no frames", path)
-        oh, ow = frames.shape[1:3]
-        notes: dict[str, Any] = {"output_file": path.name, "output_size": [int(ow), int(oh)]}
+        oh, ow = (int(v) for v in out.shape[1:3])
+        notes: dict[str, Any] = {"output_file": path.name, "output_size": [ow, oh]}
         layout = panel_layout(ow, oh, spec, path)
+        ph, pw = oh, ow
         if layout:
-            frames = select_panel(frames, [layout[0], layout[1]])
+            pw = ow // layout[1]
             notes.update(panel=layout[0], panels=layout[1])
-        ph, pw = frames.shape[1:3]
         src = ctx["src"]
-        H, W = src.shape[1:3]
+        H, W = (int(v) for v in src.shape[1:3])
         crop = spec.get("region", "full") == "crop"
         ew, eh = (1, 1) if crop else (W, H)
         if not aspect_ok(pw, ph, ew, eh):
             want = "a square face crop" if crop else f"the source's {W}x{H} aspect ratio"
             raise SubprocessMethodError(f"{self.method_name}: output frames are {pw}x{ph}, expected {want}", path)
         if lead:  # the repository's first output frame shows frame `lead` of the clip: hold it before
-            frames = np.concatenate([np.repeat(frames[:1], lead, axis=0), frames])
             notes["lead_frames_held"] = lead
-        have = len(frames)
+        have = len(out) + lead
         notes.update(frames_in_output=int(have), frames_expected=n, frames_padded=max(0, n - have),
                      frames_trimmed=max(0, have - n))
         if n - have > MAX_MISSING * n:
             raise SubprocessMethodError(
                 f"{self.method_name}: output has {have} of {n} frames ({n - have} missing, more than "
                 f"{MAX_MISSING:.0%})", path)
-        frames = fit_length(frames, n)
         self.last_notes = notes
-        if crop:
-            from dataclasses import replace
-
-            from harness.core.faces.crop import paste_frames
-
-            ct = self._crop_track(ctx, int(spec.get("size", 256)))
-            idx = np.arange(n) % len(src)
-            crops = _resize(np.ascontiguousarray(frames), (ct.size, ct.size))
-            return paste_frames(src[idx], crops, replace(ct, boxes=np.asarray(ct.boxes)[idx]))
-        return np.ascontiguousarray(_resize(np.ascontiguousarray(frames), (H, W)))
+        ct = self._crop_track(ctx, int(spec.get("size", 256))) if crop else None
+        reader = ForwardFrames(src, size) if crop else None
+        pos = 0
+        try:
+            for chunk in fitted_chunks(_Led(out, lead), n, size):
+                chunk = select_panel(chunk, [layout[0], layout[1]]) if layout else chunk
+                if ct is not None and reader is not None:  # pasted back along the crop track (source looped)
+                    idx = np.arange(pos, pos + len(chunk)) % len(src)
+                    crops = _resize(np.ascontiguousarray(chunk), (ct.size, ct.size))
+                    done = paste_frames(reader.take(idx.tolist()), crops, replace(ct, boxes=np.asarray(ct.boxes)[idx]))
+                else:
+                    done = _resize(np.ascontiguousarray(chunk), (H, W))
+                pos += len(chunk)
+                yield np.ascontiguousarray(done)
+        except MediaError as e:
+            raise SubprocessMethodError(f"{self.method_name}: output cannot be decoded: {e.problem}", path) from None
 
     def _workdir(self, inp: MethodInput) -> tuple[Path, tempfile.TemporaryDirectory | None]:
         """This clip's own folder. Repositories that split a meta file on spaces or call ffmpeg through a
@@ -679,6 +736,13 @@ class SubprocessMethod(Method):
         return wd, tmp
 
     def generate(self, inp: MethodInput) -> np.ndarray:
+        parts = list(self.generate_chunks(inp, max(1, int(inp.n_frames))))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def generate_chunks(self, inp: MethodInput, size: int) -> Any:
+        """The command run once, its output given `size` frames at a time (normalise_chunks): for a long clip
+        whose source decodes in chunks (harness.evaluate), neither the inputs written (_frame_chunks) nor the
+        output read holds the clip's full frames. Checks fail and the notes are set before the first chunk."""
         ok, why = self.availability()
         if not ok:
             raise SubprocessMethodError(why)
@@ -699,7 +763,8 @@ class SubprocessMethod(Method):
                 if not link.exists():
                     link.parent.mkdir(parents=True, exist_ok=True)
                     link.symlink_to(repo / rel, target_is_directory=(repo / rel).is_dir())
-            ctx: dict[str, Any] = {"inp": inp, "src": np.asarray(inp.source_frames)}
+            src = inp.source_frames  # StreamedFrames stay streamed (a long clip); anything else as an array
+            ctx: dict[str, Any] = {"inp": inp, "src": src if hasattr(src, "chunks") else np.asarray(src)}
             self._prepare(ctx, values)
             cmd = [_expand(c, values) for c in self.config["command"]]
             cwd = Path(_expand(self.config.get("cwd", "{repo}"), values))
@@ -707,9 +772,12 @@ class SubprocessMethod(Method):
             for k, v in (self.config.get("env") or {}).items():
                 env[k] = _expand(v, values)
             so, se = self._run(cmd, cwd, env, workdir / "logs")
-            frames = self.normalise(ctx, self._find_output(values, so, se))
+            chunks = self.normalise_chunks(ctx, self._find_output(values, so, se), size)
+            first = next(chunks, None)  # the output checked, its notes set
             self.last_notes = dict(self.last_notes, repo_commit=git_commit(repo))
-            return frames
+            if first is not None:
+                yield first
+                yield from chunks
         finally:
             if tmp is not None and not self.keep_workdir:
                 tmp.cleanup()

@@ -7,8 +7,9 @@
   on the LMD metric's landmarks, then the mean over clips. A series with no variation (a frozen mouth) has no
   correlation: r is NaN and counted. One definition: the figures here go through that metric's code.
 
-Two entry points: `evaluate_methods` generates in-process (slow test, experiments), `figures_from_run`
-reads the videos a finished run wrote (what `realtalk-bench demo` prints, no second generation).
+Two entry points: `evaluate_methods` generates in-process (slow test, experiments; summarize/format_summary);
+`run_figures` reads a finished run's own values from its summary.json (what `realtalk-bench demo` prints: the
+same numbers as the run's table and report, never recomputed from the stored lossy videos).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from metrics.mouth_corr import INNER_PAIRS, MIN_FRAMES, mouth_opening, mouth_r_result, pearson
 
 __all__ = ["INNER_PAIRS", "MIN_FRAMES", "mouth_opening", "pearson", "clip_figures", "evaluate_methods",
-           "figures_from_run", "summarize", "format_summary"]  # the first four: metrics.mouth_corr's, re-exported
+           "run_figures", "format_run_figures", "targets_line", "summarize", "format_summary"]  # the first four: metrics.mouth_corr's, re-exported
 
 
 def clip_figures(gen_crops: np.ndarray, gt_crops: np.ndarray, lmd: Any) -> dict[str, float]:
@@ -78,29 +79,58 @@ def _track(ct: Any, n: int) -> Any:
     return ct if len(ct) == n else dataclasses.replace(ct, boxes=np.asarray(ct.boxes)[:n])
 
 
-def figures_from_run(run_dir: str | Path, methods: Iterable[str], root: str | Path | None = None,
-                     split: str = "demo") -> dict[str, dict[str, dict[str, float]]]:
-    """The same figures from the reconstruction videos a run wrote (frames[:, :H]: below is the label band).
-    A clip whose video is missing is reported with an "error" entry, never dropped."""
-    from harness.core.faces.crop import crop_frames
-    from harness.core.media import read_video
-    from metrics.lmd import LMD
+FIGURE_VALUES = ("M-LMD", "mouth_r")  # the two lip-motion figures, as the run's results name them
 
-    lmd = LMD()
-    out: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in methods}
-    for e in _test_entries(split):
-        video, faces, _ = _gt(e, root)
-        h = video.frames.shape[1]
-        for name in out:
-            p = Path(run_dir) / "videos" / name / "reconstruction" / f"{e.clip_id}.mp4"
-            if not p.exists():
-                out[name][e.clip_id] = {"error": f"{p}: no video"}
-                continue
-            frames = read_video(p, fps=25.0).frames[:, :h]
-            n = min(len(frames), len(faces.crops))
-            gen = crop_frames(frames[:n], _track(faces.crop_track, n))
-            out[name][e.clip_id] = clip_figures(gen, np.asarray(faces.crops)[:n], lmd)
-    return out
+
+def run_figures(summary: dict[str, Any], methods: Iterable[str], setting: str = "reconstruction"
+                ) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """{method: {value: the run's results cell (mean, ci_low, ci_high, n_clips, n_common...) or None}}.
+
+    The figures the demo prints are the run's own values (metrics.lmd, metrics.mouth_corr on the crops in memory
+    during the run), the numbers the table and the report show. Nothing is recomputed from the stored videos:
+    their H.264 re-encoding moves the landmarks (mouth r 0.235 re-read vs 0.216 in the run), and two numbers for
+    one definition is one too many. A method or value the run lacks is None (shown as missing, never dropped)."""
+    res = (summary.get("results") or {}).get(setting) or {}
+    return {m: {v: (res.get(m) or {}).get(v) for v in FIGURE_VALUES} for m in methods}
+
+
+def _cell_text(cell: dict[str, Any] | None, value: str) -> str:
+    """'mean [ci_low, ci_high] (n_clips/n_common clips)' with the report's digits (reports.tables.Cell)."""
+    from reports.tables import DIGITS, Cell
+
+    if cell is None or cell.get("mean") is None:
+        return "— (not in the run)"
+    c = Cell(cell["mean"], cell.get("ci_low"), cell.get("ci_high"), digits=DIGITS.get(value, 3))
+    ci = c.ci_text()
+    return f"{c.text()}{' ' + ci if ci else ''} ({cell.get('n_clips', '?')}/{cell.get('n_common', '?')} clips)"
+
+
+def format_run_figures(figs: dict[str, dict[str, dict[str, Any] | None]],
+                       unavailable: dict[str, str] | None = None, setting: str = "reconstruction") -> list[str]:
+    """The demo's lines: per method M-LMD and mouth r, mean [95% CI] and clips, from the run's results."""
+    lines = [f"lip-motion figures ({setting}, the run's values, as in the table and the report): M-LMD (lower is "
+             "better) / mouth-opening Pearson r with the ground truth (higher is better), mean [95% CI]"]
+    for name, vals in figs.items():
+        lines.append(f"  {name:15s} M-LMD {_cell_text(vals['M-LMD'], 'M-LMD')}   "
+                     f"mouth r {_cell_text(vals['mouth_r'], 'mouth_r')}")
+    for metric, reason in (unavailable or {}).items():
+        if metric in ("lmd", "mouth_r"):
+            lines.append(f"  metric {metric} unavailable in this run: {reason}")
+    return lines
+
+
+def targets_line(figs: dict[str, dict[str, dict[str, Any] | None]], candidate: str = "realtalk",
+                 references: Iterable[str] = ("static_frame", "copy_reference"), min_r: float = 0.5) -> str | None:
+    """Issue 14's targets on the run's means: the candidate's M-LMD below every reference's, mouth r >= min_r.
+    None when the candidate has no value to judge (it is then shown as missing above)."""
+    mine = figs.get(candidate) or {}
+    ml, mr = (mine.get("M-LMD") or {}).get("mean"), (mine.get("mouth_r") or {}).get("mean")
+    if ml is None or mr is None:
+        return None
+    refs = [(figs.get(m) or {}).get("M-LMD") or {} for m in references if m in figs]
+    beats = all(r.get("mean") is not None and ml < r["mean"] for r in refs)
+    return (f"  {candidate} beats the references on M-LMD: {'yes' if beats else 'NO'}; mouth-opening r "
+            f"{mr:.3f} {'>=' if mr >= min_r else '<'} {min_r} (issue 14 targets)")
 
 
 def summarize(figs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -116,8 +146,8 @@ def summarize(figs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str,
 
 
 def format_summary(summ: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["held-out reconstruction (demo test clips): M-LMD (lower is better; the table's value) / mouth-opening "
-             "Pearson r with the ground truth (from the stored videos)"]
+    lines = ["held-out reconstruction (demo test clips), generated in-process: M-LMD (lower is better) / "
+             "mouth-opening Pearson r with the ground truth"]
     for name, s in summ.items():
         lines.append(f"  {name:15s} M-LMD {s['M-LMD']:.3f} ({s['M-LMD_clips']}/{s['clips']} clips)   "
                      f"mouth r {s['mouth_r']:.3f} ({s['mouth_r_clips']}/{s['clips']} clips)")

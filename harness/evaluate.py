@@ -27,6 +27,7 @@ from harness.core.errors import BenchError, ManifestError
 from harness.core.faults import fault_point
 from harness.core.labels import label_frames
 from harness.core.methods import Method, MethodInput
+from harness.metric_feed import MetricFeed, fed_in_chunks
 from metrics.base import ClipInput, Metric
 
 GENERATED_VERSION = "gen-1"
@@ -71,6 +72,7 @@ class EvalSpec:
     device: str = "cpu"
     batch_size: int = 32
     write_videos: bool = True
+    face_detector: str = "dlib"  # run --face-detector: the ground truth's tracking detector (faces/tracking.py)
     plugins: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # REALTALK_BENCH_* to export in workers
 
@@ -143,10 +145,14 @@ class ClipIO:
 
         return read_audio(path, sample_rate=sample_rate, start_s=start_s, duration_s=duration_s)
 
+    face_detector: str = "dlib"  # run --face-detector, on `device` (set by the runner / Evaluator.from_spec)
+    device: str = "cpu"
+
     def faces(self, video: Any) -> Any:
         from harness.core.faces.clip import clip_faces
+        from harness.core.faces.tracking import tracking_detector
 
-        return clip_faces(video)
+        return clip_faces(video, detector=tracking_detector(self.face_detector, self.device))
 
     def crop(self, frames: np.ndarray, crop_track: Any) -> np.ndarray:
         from harness.core.faces.crop import crop_frames
@@ -211,7 +217,10 @@ class Evaluator:
         self.write_videos = write_videos
         self._gt: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self._gt_size = gt_memo
-        self._protocols = {n: m.protocol().fingerprint() for n, m in metrics.items()}
+        from harness.core.faces.tracking import with_tracking
+
+        track = getattr(self.io, "face_detector", "dlib")
+        self._protocols = {n: with_tracking(m.protocol(), track).fingerprint() for n, m in metrics.items()}
 
     @classmethod
     def from_spec(cls, spec: EvalSpec, io_: ClipIO | None = None) -> "Evaluator":
@@ -227,6 +236,8 @@ class Evaluator:
                    for n, kw in spec.methods.items()}  # "_method": registry name when the key is a folder:NAME
         metrics = {n: get_metric(n, batch_size=spec.batch_size, device=spec.device, **kw)
                    for n, kw in spec.metrics.items()}
+        io_ = io_ or ClipIO()
+        io_.face_detector, io_.device = spec.face_detector, spec.device
         return cls(methods, metrics, spec.clips, spec.root, spec.fps, spec.sample_rate, io_=io_,
                    write_videos=spec.write_videos)
 
@@ -381,7 +392,6 @@ class Evaluator:
             rec["generated_from_cache"] = from_cache
             t0 = time.perf_counter()
             from harness.core.faces.clip import tracked_face_boxes
-            from metrics.compute import silent
 
             faces = gt["faces"]
             track = _slice_track(faces.crop_track, n)
@@ -389,14 +399,26 @@ class Evaluator:
             video_bytes = None
             boxes = tracked_face_boxes(faces, n)  # SyncNet's own crops (metrics/syncnet_crop.py)
             gen_full: Any = None if streamed else np.asarray(frames)[:n]
+            feed = None
             if streamed:  # chunks: crops cut and the video written as they come; full frames never all in memory
                 sync = self._sync_cropper(task.setting, boxes)  # SyncNet's 224 crops cut as the chunks pass
+                gt_all = np.asarray(faces.crops)
+                # metrics with a chunked path score each chunk's crops as they are cut (harness/metric_feed.py);
+                # the generated crops are collected only for the others (1.5 GB per 7500 crops)
+                runs = {k: m for k, m in self.metrics.items()
+                        if self._not_run(m, task.setting, gt, n, streamed, sync is not None) is None}
+                fed = {k: m for k, m in runs.items() if fed_in_chunks(m)}
+                if fed:
+                    feed = MetricFeed(fed, ClipInput(
+                        clip_id=task.clip_id, generated=np.empty((0, *gt_all.shape[1:]), np.uint8),
+                        ground_truth=gt_all[:n], audio=gt["audio"], identity=gt_all[0], fps=self.fps,
+                        sample_rate=self.sample_rate, face_boxes=boxes), gt_all[:n])
                 gen_crops, video_bytes = self._consume_chunks(frames, track, gt["audio"], method.kind != "reference",
-                                                              rec, np.asarray(faces.crops), sync)
+                                                              rec, gt_all, sync, feed, collect=len(fed) < len(runs))
                 gen_full = sync.result() if sync is not None else None
             else:
                 gen_crops = self.io.crop(frames, track)
-            rec["timings"]["crop_s"] = time.perf_counter() - t0
+            rec["timings"]["crop_s"] = time.perf_counter() - t0 - (feed.total_s if feed is not None else 0.0)
             if streamed and method.last_notes:  # chunks: a method's notes are complete once they are consumed
                 rec["method_notes"] = dict(method.last_notes)
             if task.method in gt.get("not_cached", {}):
@@ -407,21 +429,20 @@ class Evaluator:
             states: dict[str, dict[str, np.ndarray]] = {}
             rec["timings"]["metrics"] = {}
             for name, metric in self.metrics.items():
-                if not metric_applies(metric, task.setting):
-                    rec["skipped_metrics"][name] = f"needs pixel ground truth, not defined in {task.setting}"
-                    continue
-                if "audio" in metric.needs and silent(gt["audio"]):  # no speech: no sync to measure
-                    rec["skipped_metrics"][name] = f"needs speech: {silent(gt['audio'])}"
-                    continue
-                if streamed and "full_frames" in metric.needs and gen_full is None:
-                    rec["metric_errors"][name] = (
-                        f"needs the full generated frames and the face boxes; a clip decoded in chunks ({n} frames "
-                        f"of {video_shape(gt)}) keeps neither without a face track")
+                why = self._not_run(metric, task.setting, gt, n, streamed, gen_full is not None)
+                if why is not None:
+                    rec[why[0]][name] = why[1]
                     continue
                 t0 = time.perf_counter()
                 fault_point("metric")
                 try:
-                    if metric.split_level:
+                    if feed is not None and name in feed.metrics:  # scored chunk by chunk: the result at the end
+                        t0 -= feed.seconds[name]
+                        res = feed.finish(name)
+                        rec["values"][name] = {k: float(v) for k, v in res.values.items()}
+                        if res.extra:
+                            rec["extra"][name] = res.extra
+                    elif metric.split_level:
                         states[name] = {k: np.asarray(v) for k, v in metric.clip_state(clip).items()}
                     else:
                         res = metric.compute_clip(clip)
@@ -447,6 +468,23 @@ class Evaluator:
             rec["timings"]["total_s"] = time.perf_counter() - t_start
             return ClipOutcome(rec)
 
+    @staticmethod
+    def _not_run(metric: Metric, setting: str, gt: dict[str, Any], n: int, streamed: bool, has_full: bool
+                 ) -> tuple[str, str] | None:
+        """Why a metric is not run on this clip, as (record field, reason): skipped (not defined in the setting,
+        no speech) or an error (a streamed clip without the full frames it needs); None: it runs."""
+        from metrics.compute import silent
+
+        if not metric_applies(metric, setting):
+            return "skipped_metrics", f"needs pixel ground truth, not defined in {setting}"
+        if "audio" in metric.needs and silent(gt["audio"]):  # no speech: no sync to measure
+            return "skipped_metrics", f"needs speech: {silent(gt['audio'])}"
+        if streamed and "full_frames" in metric.needs and not has_full:
+            return "metric_errors", (
+                f"needs the full generated frames and the face boxes; a clip decoded in chunks ({n} frames "
+                f"of {video_shape(gt)}) keeps neither without a face track")
+        return None
+
     def io_stream_gb(self) -> float:
         return getattr(self.io, "stream_above_bytes", STREAM_ABOVE_BYTES) / 1024 ** 3
 
@@ -461,10 +499,12 @@ class Evaluator:
         return SyncNetCropper(boxes)
 
     def _consume_chunks(self, chunks: Any, track: Any, audio: np.ndarray, label: bool, rec: dict[str, Any],
-                        gt_crops: np.ndarray | None = None, sync: Any = None) -> tuple[np.ndarray, bytes | None]:
-        """Generated crops (cut along the ground truth's crop track) and, with write_videos, the mp4 bytes, from a
-        method's frame chunks: one chunk of full frames in memory at a time. A failing video write is recorded
-        (video_error) and the values stand, as on the whole-array path."""
+                        gt_crops: np.ndarray | None = None, sync: Any = None, feed: MetricFeed | None = None,
+                        collect: bool = True) -> tuple[np.ndarray | None, bytes | None]:
+        """Generated crops (cut along the ground truth's crop track; None unless collect) and, with write_videos,
+        the mp4 bytes, from a method's frame chunks: one chunk of full frames in memory at a time; each chunk's
+        crops go to the feed's metrics as they are cut. A failing video write is recorded (video_error) and the
+        values stand, as on the whole-array path."""
         n = len(track)
         crops: np.ndarray | None = None
         pos = 0
@@ -474,7 +514,8 @@ class Evaluator:
             path = Path(d) / "generated.mp4"
             writer = self.io.video_writer(path, n, self.fps, audio, self.sample_rate) if self.write_videos else None
             try:
-                crops, pos, writer, t_write = self._crop_chunks(chunks, track, n, writer, label, rec, gt_crops, sync)
+                crops, pos, writer, t_write = self._crop_chunks(chunks, track, n, writer, label, rec, gt_crops, sync,
+                                                                feed, collect)
             except BaseException as exc:
                 rec.pop("_t_write", None)
                 if writer is not None:  # close the half-written file (removed with the temp folder)
@@ -490,23 +531,32 @@ class Evaluator:
                 t_write += time.perf_counter() - t1
         if self.write_videos:
             rec["timings"]["write_video_s"] = t_write
-        if crops is None:
+        if pos == 0 or (collect and crops is None):
             raise BenchError("method generated no frames")
         return crops, video_bytes
 
     def _crop_chunks(self, chunks: Any, track: Any, n: int, writer: Any, label: bool, rec: dict[str, Any],
-                     gt_crops: np.ndarray | None = None, sync: Any = None) -> tuple[np.ndarray | None, int, Any, float]:
-        """(crops, frames seen, the writer or None once it failed, seconds writing) over a method's chunks. While
+                     gt_crops: np.ndarray | None = None, sync: Any = None, feed: MetricFeed | None = None,
+                     collect: bool = True) -> tuple[np.ndarray | None, int, Any, float]:
+        """(crops, frames seen, the writer or None once it failed, seconds writing) over a method's chunks; each
+        chunk's crops go to the feed first. collect=False: no crops kept (None; every metric is fed). While
         the crops equal the ground truth's (a method replaying the source), the ground truth's array is returned
         instead of a second copy (1.5 GB per 7500 crops)."""
         crops: np.ndarray | None = None
-        same = gt_crops is not None and len(gt_crops) >= n
+        same = collect and gt_crops is not None and len(gt_crops) >= n
         pos = 0
         for chunk in chunks:
             if sync is not None:
                 sync.add(chunk)
             part = dataclasses.replace(track, boxes=np.asarray(track.boxes)[pos:pos + len(chunk)])
             c = self.io.crop(chunk, part)
+            if feed is not None:
+                feed.update(c)
+            if not collect:
+                pos += len(chunk)
+                if writer is not None:
+                    writer = self._write_chunk(writer, chunk, label, rec)
+                continue
             if same and np.array_equal(c, gt_crops[pos:pos + len(c)]):
                 pos += len(chunk)
                 if writer is not None:

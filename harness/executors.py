@@ -238,6 +238,14 @@ def plugin_shipment(plugins: list[str]) -> tuple[list[str], list[str]]:
             else:
                 remote.append(str(path))
             continue
+        from harness.plugins import split_module_at
+
+        at = split_module_at(spec)  # MODULE@DIR: ship DIR's top-level package (or file); workers import by name
+        if at is not None:
+            top_path = Path(at[1]).expanduser().resolve() / at[0].split(".")[0]
+            paths.append(str(top_path if top_path.is_dir() else top_path.with_suffix(".py")))
+            remote.append(at[0])
+            continue
         remote.append(spec)
         top = spec.split(".")[0]
         try:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.core import weights
+from harness.core.flops import count_bytes
 from harness.core.latency import count_flops
 
 
@@ -34,6 +35,7 @@ class Probe:
     note: str = ""
     threads: int | None = None  # None: torch's default (all cores); 1 for single-threaded libraries
     torch_network: bool = True  # held to harness.floor.TARGET_RATIO; False: dlib (C++, no BLAS), alternative impls
+    bytes_per_call: float | None = None  # eager memory traffic (harness.core.flops.count_bytes); None: not counted
 
 
 def _weights_or_random(key: str, tmp: Path, make_state: Callable[[], dict]) -> tuple[Path, str]:
@@ -47,7 +49,7 @@ def _weights_or_random(key: str, tmp: Path, make_state: Callable[[], dict]) -> t
 
 
 def _counted(name: str, batch: int, frames: int, fn: Callable[[], Any], note: str, threads: int | None = None,
-             flops: float | None = None) -> Probe:
+             flops: float | None = None, nbytes: float | None = None) -> Probe:
     def call() -> Any:
         with torch.inference_mode():
             return fn()
@@ -55,7 +57,18 @@ def _counted(name: str, batch: int, frames: int, fn: Callable[[], Any], note: st
     counted = flops if flops is not None else count_flops(call)
     if not counted:
         raise RuntimeError(f"{name}: torch.utils.flop_counter counted no FLOPs")
-    return Probe(name, batch, frames, call, float(counted), note, threads)
+    moved = nbytes if nbytes is not None else count_bytes(call)
+    return Probe(name, batch, frames, call, float(counted), note, threads, bytes_per_call=moved)
+
+
+def batch_scaled_bytes(fn: Callable[[Any], Any], x: Any, batch: int) -> float | None:
+    """Bytes moved by fn(x[:batch]) from counts at batch 1 and 2 (cheap for a big network): per-sample
+    activation traffic (b2 - b1) times batch, plus what does not grow with the batch (weights: 2 b1 - b2)."""
+    with torch.inference_mode():
+        b1, b2 = count_bytes(lambda: fn(x[:1])), count_bytes(lambda: fn(x[:2]))
+    if not b1 or not b2:
+        return None
+    return float((b2 - b1) * batch + (2 * b1 - b2))
 
 
 # ---------------------------------------------------------------- Inception (FID)
@@ -71,8 +84,10 @@ def inception_probe(batch: int = 32, impl: str | None = None) -> Probe:
     with torch.inference_mode():
         flops = (count_flops(lambda: net(x[:1])) or 0) * batch
     used = impl == DEFAULT_IMPL[backend]
+    nbytes = batch_scaled_bytes(net, x, batch) if impl != "torchscript" else None  # a graph hides its ops
     probe = _counted(f"inception {impl}", batch, batch, lambda: net(x),
-                     f"{backend} weights" + (" (FID uses this)" if used else " (alternative, not judged)"), flops=flops)
+                     f"{backend} weights" + (" (FID uses this)" if used else " (alternative, not judged)"), flops=flops,
+                     nbytes=nbytes)
     probe.torch_network = used  # only the impl FID runs is held to the target; the others are for comparison
     return probe
 
@@ -197,20 +212,28 @@ def lpips_probe(batch: int = 32, tmp: Path | None = None) -> Probe:
 
 # ---------------------------------------------------------------- FAN
 def fan_probe(batch: int = 16, tmp: Path | None = None) -> Probe:
-    """face-alignment's FAN(4) as FANLandmarker.landmarks_batch runs it: `batch` 256x256 face crops and their
-    flipped copies in one call (BN folded, channels_last). Per frame: two FAN passes (the face and its flip)."""
+    """face-alignment's FAN(4) as FANLandmarker.landmarks_batch runs it: `batch` 256x256 face crops, in network
+    calls of FANLandmarker.batch_size faces + their flips (resolved at the call's thread count: FAN_CPU_BATCH at
+    one thread, else FAN_BATCH; BN folded, channels_last). Per frame: two FAN passes (the face and its flip)."""
     from face_alignment.models import FAN
 
-    from harness.core.faces.landmarks import FANLandmarker
+    from harness.core.faces.landmarks import FAN_CPU_BATCH, FANLandmarker
 
     tmp = tmp or Path(tempfile.mkdtemp(prefix="floor-"))
     path, how = _weights_or_random("fan_2d_pth", tmp, lambda: FAN(4).state_dict())
-    fan = FANLandmarker(path=path, batch_size=batch)
+    fan = FANLandmarker(path=path)
     x = torch.rand(batch, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         flops = (count_flops(lambda: fan.heatmaps(x[:1])) or 0) * batch
-    return _counted("fan 2DFAN4 (+flip)", batch, batch, lambda: fan.heatmaps(x),
-                    f"{how}; BN folded, channels_last, faces + flips in one call", flops=flops)
+
+    def call() -> list[Any]:
+        n = fan.batch_size
+        return [fan.heatmaps(x[i:i + n]) for i in range(0, batch, n)]
+
+    nb = batch_scaled_bytes(fan.heatmaps, x, FAN_CPU_BATCH)
+    return _counted("fan 2DFAN4 (+flip)", batch, batch, call,
+                    f"{how}; BN folded, channels_last, calls of {FAN_CPU_BATCH} faces + flips at 1 thread, else 16 "
+                    f"(MB/frame at {FAN_CPU_BATCH})", flops=flops, nbytes=nb and nb * batch / FAN_CPU_BATCH)
 
 
 # ---------------------------------------------------------------- RealTalk
@@ -218,6 +241,7 @@ def realtalk_probes(batch: int = 16, config: str = "small", clip_frames: int = 2
     """The A2E and renderer stages of realtalk/latency_stages.py as realtalk.inference runs them, fp32: the
     renderer at the pipeline's max_batch (16 frames per call); the A2E on one `clip_frames`-frame clip (10 s:
     RealTalkPipeline predicts all of a clip's overlapping windows in one call, 21 windows here)."""
+    from realtalk.fast import CPU_CHUNK
     from realtalk.latency_stages import build_networks, realtalk_stages
 
     a2e, ren, fm, cfg = build_networks(config)
@@ -225,12 +249,10 @@ def realtalk_probes(batch: int = 16, config: str = "small", clip_frames: int = 2
     for name, b, frames in (("a2e", 1, clip_frames), ("renderer", batch, 16)):
         st = next(s for s in realtalk_stages(a2e, ren, fm, cfg, batch=b, frames=frames) if s.name == name)
         x = st.make_inputs()
-        if name == "a2e":  # grad mode: in inference nn.Transformer dispatches to fused kernels
-            flops = st.flops_per_call(x)  # (_native_multi_head_attention ...) whose matmuls the counter cannot see
-        else:
-            with torch.inference_mode():  # the renderer's cached reference features are inference tensors
-                flops = st.flops_per_call(x)
-        what = f"1 clip of {frames} frames per call" if name == "a2e" else f"{b} frames per call"
+        with torch.inference_mode():  # as the pipeline runs; harness.core.flops sees the fused attention kernels
+            flops = st.flops_per_call(x)
+        what = f"1 clip of {frames} frames per call" if name == "a2e" else \
+            f"{b} frames per call ({CPU_CHUNK}-frame network calls at 1 thread: realtalk.fast.CPU_CHUNK), warp prior"
         out.append(_counted(f"realtalk {name} ({config})", b, st.frames_per_call, (lambda s=st, i=x: s.run(i)),
                             f"random init, realtalk/latency_stages.py; {what}", flops=flops))
     return out

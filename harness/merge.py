@@ -167,8 +167,10 @@ def merge_runs(run_dirs: list[str], out: str, console: Any = None) -> dict[str, 
     if lost:
         raise BenchError(f"metric(s) {', '.join(lost)} cannot be built here ({'; '.join(unavailable.get(m, '?') for m in lost)}); "
                          f"merge where they are available")
+    from harness.core.faces.tracking import with_tracking
+
     for name, m in metrics.items():
-        if json.dumps(m.protocol().to_dict(), sort_keys=True, default=str) != \
+        if json.dumps(with_tracking(m.protocol(), cfg.face_detector).to_dict(), sort_keys=True, default=str) != \
                 json.dumps(sum0["protocols"].get(name), sort_keys=True, default=str):
             raise BenchError(f"metric {name}: its protocol here differs from the shards' (other weights or version); "
                              f"merge on a machine set up like theirs")

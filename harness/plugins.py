@@ -5,7 +5,9 @@ Two ways in, the ecosystem's usual ones:
   `realtalk_bench.methods` / `realtalk_bench.metrics` (pyproject `[project.entry-points."realtalk_bench.methods"]`);
   the registries load them once, lazily, on first use (harness.core.methods.load_all, metrics.base.load_all).
 - `--plugin MODULE_OR_FILE.py` on every command that takes methods or metrics: a module name (importable from
-  sys.path or the current directory) or a path to a .py file; importing it runs its @register decorators.
+  sys.path or the current directory), `MODULE@DIR` (the module, or package, found in DIR: what a run config
+  file's module names become when they sit beside the file) or a path to a .py file; importing it runs its
+  @register decorators.
 
 A plugin that fails to load is a one-line PluginError naming the plugin and the exception, never a traceback.
 """
@@ -34,8 +36,16 @@ def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
                              "methods/metrics (repeatable); installed packages register through entry points")
 
 
+def split_module_at(spec: str) -> tuple[str, str] | None:
+    """'pkg.mod@DIR' -> ('pkg.mod', 'DIR'); None for any other spec (a file path may contain '@' too)."""
+    name, sep, folder = spec.partition("@")
+    if sep and folder and all(part.isidentifier() for part in name.split(".")):
+        return name, folder
+    return None
+
+
 def is_file_spec(spec: str) -> bool:
-    return spec.endswith(".py") or os.sep in spec or "/" in spec
+    return split_module_at(spec) is None and (spec.endswith(".py") or os.sep in spec or "/" in spec)
 
 
 def _module_name_for(path: Path) -> str:
@@ -82,22 +92,63 @@ def _load_file(spec: str) -> ModuleType:
     return mod
 
 
-def _load_module(spec: str) -> ModuleType:
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:  # the console script does not put the working directory on the path
-        sys.path.append(cwd)
+def _import(spec: str, where: str) -> ModuleType:
+    """importlib.import_module with the one-line errors; `where` says where the module was looked for."""
     importlib.invalidate_caches()  # a module written after start-up (tests, notebooks) must be found
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as exc:
         if exc.name and (spec == exc.name or spec.startswith(exc.name + ".")):
-            raise PluginError(f"plugin {spec!r}: no module named {exc.name!r} (looked on sys.path and in {cwd}); "
+            raise PluginError(f"plugin {spec!r}: no module named {exc.name!r} (looked {where}); "
                               "give an importable module name or a path to a .py file") from None
         raise PluginError(f"plugin {spec!r} failed to import: {_first_line(exc)}") from None
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise PluginError(f"plugin {spec!r} failed to import: {_first_line(exc)}") from None
+
+
+def _load_module(spec: str) -> ModuleType:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # the console script does not put the working directory on the path
+        sys.path.append(cwd)
+    return _import(spec, f"on sys.path and in {cwd}")
+
+
+def _inside(mod: ModuleType, folder: Path) -> bool:
+    paths = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", []) or [])]
+    return any(p and Path(p).resolve().is_relative_to(folder) for p in paths)
+
+
+def _load_module_at(name: str, folder_spec: str) -> ModuleType:
+    """`name@DIR`: the top-level module/package of name taken from DIR itself (not whatever sys.path or the
+    current directory would find first), its submodules through its own __path__. sys.path is left alone."""
+    import importlib.machinery
+
+    folder = Path(folder_spec).expanduser().resolve()
+    if not folder.is_dir():
+        raise PluginError(f"plugin {name!r}: folder not found", folder)
+    top = name.split(".")[0]
+    mod = sys.modules.get(top)
+    if mod is None:
+        mspec = importlib.machinery.PathFinder.find_spec(top, [str(folder)])
+        if mspec is None:
+            raise PluginError(f"plugin {name!r}: no module or package {top!r} in this folder", folder)
+        mod = importlib.util.module_from_spec(mspec)
+        sys.modules[top] = mod
+        try:
+            if mspec.loader is not None:
+                mspec.loader.exec_module(mod)
+        except BaseException as exc:
+            sys.modules.pop(top, None)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise PluginError(f"plugin {name!r} failed to import: {_first_line(exc)}", folder) from None
+    elif not _inside(mod, folder):
+        where = getattr(mod, "__file__", None) or list(getattr(mod, "__path__", []) or [])
+        raise PluginError(f"plugin {name!r}: a module {top!r} is already imported from {where}, not from this "
+                          "folder; rename the plugin or give its .py path", folder)
+    return mod if name == top else _import(name, f"in {folder}")
 
 
 def load_plugin(spec: str) -> ModuleType:
@@ -107,6 +158,9 @@ def load_plugin(spec: str) -> ModuleType:
         raise PluginError("empty --plugin value")
     _load_registries()
     with _origin(f"--plugin {spec}"):
+        at = split_module_at(spec)
+        if at is not None:
+            return _load_module_at(*at)
         return _load_file(spec) if is_file_spec(spec) else _load_module(spec)
 
 
@@ -125,9 +179,17 @@ def load_plugins(specs: Iterable[str] | None) -> None:
         load_plugin(spec)
 
 
+def absolute_spec(spec: str) -> str:
+    """A file plugin as an absolute path, MODULE@DIR with DIR absolute; a module name unchanged."""
+    at = split_module_at(spec)
+    if at is not None:
+        return f"{at[0]}@{Path(at[1]).expanduser().resolve()}"
+    return str(Path(spec).expanduser().resolve()) if is_file_spec(spec) else spec
+
+
 def absolute_specs(specs: Iterable[str] | None) -> list[str]:
     """File plugins as absolute paths (for workers that may start elsewhere); module names unchanged."""
-    return [str(Path(s).expanduser().resolve()) if is_file_spec(s) else s for s in specs or []]
+    return [absolute_spec(s) for s in specs or []]
 
 
 def plugins_info(specs: Iterable[str] | None) -> dict[str, Any]:

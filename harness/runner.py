@@ -62,12 +62,15 @@ class RunConfig:
     write_videos: bool = True
     retry_failed: bool = False
     shard: str | None = None  # "I/N": this run evaluates shard I of N (harness.shards); merge combines them
+    face_detector: str = "dlib"  # the ground truth's tracking detector (harness.core.faces.tracking.CHOICES)
 
     def identity(self) -> dict[str, Any]:
-        """The parts that define the numbers: a run folder holds one of these (executor etc. may change)."""
-        return {k: getattr(self, k) for k in ("split", "methods", "settings", "metrics", "clips", "role",
-                                               "max_frames", "method_args", "metric_args", "seed", "n_boot",
-                                               "shard")}
+        """The parts that define the numbers: a run folder holds one of these (executor etc. may change).
+        face_detector only when not the default, so folders written before the option keep their identity."""
+        out = {k: getattr(self, k) for k in ("split", "methods", "settings", "metrics", "clips", "role",
+                                              "max_frames", "method_args", "metric_args", "seed", "n_boot",
+                                              "shard")}
+        return out if self.face_detector == "dlib" else {**out, "face_detector": self.face_detector}
 
 
 def parse_method_args(items: list[str] | None, flag: str = "--method-arg", what: str = "METHOD"
@@ -256,6 +259,9 @@ def run_benchmark(cfg: RunConfig, io_: ClipIO | None = None, progress: bool = Tr
     from harness.devices import check_device
 
     check_device(cfg.device)  # ... and a GPU that is not there (DeviceError: one line, exit 2)
+    from harness.core.faces.tracking import check_tracking_detector
+
+    check_tracking_detector(cfg.face_detector)  # ... and an unknown detector or s3fd without its file (exit 2)
     out = Path(cfg.out)
     created = not out.exists()
     lock = RunLock(out).acquire()
@@ -312,7 +318,9 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
     if cfg.write_videos:
         atomic_write_text(store.root / "videos" / "LABEL.txt", GENERATED_NOTE)
 
-    stated = {n: m.protocol() for n, m in metrics.items()}
+    from harness.core.faces.tracking import with_tracking
+
+    stated = {n: with_tracking(m.protocol(), cfg.face_detector) for n, m in metrics.items()}
     protocols = {n: p.fingerprint() for n, p in stated.items()}
     for line in unpinned_warnings(stated):
         _say(console, line)
@@ -330,6 +338,7 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
     spec = EvalSpec(methods=method_specs(cfg, methods), metrics=metric_configs(metrics, cfg),
                     clips=all_clips, root=str(cfg.root) if cfg.root else "", fps=25.0, sample_rate=16000,
                     device=device, batch_size=cfg.batch_size, write_videos=cfg.write_videos, plugins=absolute_specs(cfg.plugins),
+                    face_detector=cfg.face_detector,
                     env={k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)})
     _say(console, f"run {store.run_id}: {len(clips)} clip(s) x {len(cfg.settings)} setting(s) x {len(methods)} method(s); "
                   f"{n_skipped} finished earlier, {len(tasks)} to do ({cfg.executor})")
@@ -344,6 +353,8 @@ def _run_benchmark(cfg: RunConfig, io_: ClipIO | None, progress: bool, console: 
                            prefetch=depth)
         evaluator = None
         if cfg.executor == "local":
+            io_ = io_ or ClipIO()
+            io_.face_detector, io_.device = cfg.face_detector, device  # read by ClipIO.faces and the protocols
             evaluator = Evaluator(methods, metrics, all_clips, spec.root, io_=io_, write_videos=cfg.write_videos)
         try:
             bar = _progress(len(tasks), progress)
@@ -422,7 +433,9 @@ def finalize(store: RunStore, cfg: RunConfig, split: Any, clips: list[Any], meth
     method finished (status ok), so methods are compared on the same clips and FID on the same reference."""
     from harness.core.environment import environment
 
-    protocols = {n: m.protocol() for n, m in metrics.items()}
+    from harness.core.faces.tracking import with_tracking
+
+    protocols = {n: with_tracking(m.protocol(), cfg.face_detector) for n, m in metrics.items()}
     pfp = {n: p.fingerprint() for n, p in protocols.items()}
     clip_ids = sorted(c.clip_id for c in clips)
     rows: list[dict[str, Any]] = []

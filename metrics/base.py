@@ -3,6 +3,9 @@
 Shaped like torchmetrics (a metric object with state and a compute step) but per clip: every value is
 kept per frame and per clip, and the split value is the mean over clips (per-clip values stay for
 confidence intervals). Split-level metrics (FID) keep per-clip *states* (features) and aggregate them.
+A per-clip metric may also take a clip's generated crops in chunks (`chunked = True`: start / update /
+finish, torchmetrics' update/compute per clip), so the evaluator never holds a long clip's generated crops
+whole (harness/evaluate.py); finish() gives exactly compute_clip()'s result (compute_chunked tests it).
 """
 from __future__ import annotations
 
@@ -115,6 +118,67 @@ class Metric(ABC):
     def aggregate(self, states: list[dict[str, np.ndarray]]) -> dict[str, float]:
         """Split value from all clips' states."""
         raise NotImplementedError
+
+    # per-clip metrics fed in chunks (optional) -------------------------------------------------------
+    chunked: ClassVar[bool] = False  # True: start / update / finish below are implemented
+
+    def start(self, clip: ClipInput) -> Any:
+        """The state of one clip whose generated crops come in chunks: `clip` has everything but them
+        (clip.generated is an empty [0,H,W,3] array; ground_truth, audio, identity are whole)."""
+        raise NotImplementedError(f"{self.name} takes a clip's generated crops whole (compute_clip)")
+
+    def update(self, state: Any, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
+        """The next chunk of generated crops [t,H,W,3], in clip order, with the ground truth's crops of the same
+        frames (None when the metric does not need them)."""
+        raise NotImplementedError
+
+    def finish(self, state: Any) -> ClipResult:
+        """The clip's result once every chunk went through update(): compute_clip()'s result on the whole clip.
+        Per-frame metrics keep the per-frame values (a few floats per frame) and reduce them as compute_clip
+        does, so the two paths agree bit for bit."""
+        raise NotImplementedError
+
+
+@dataclass
+class ChunkState:
+    """A chunked metric's state for one clip: the clip (generated crops empty), the per-chunk outputs in order
+    (per-frame values, landmarks: small next to the crops) and the frames seen."""
+
+    clip: ClipInput
+    parts: list[Any] = field(default_factory=list)
+    seen: int = 0
+    memo: dict[str, Any] = field(default_factory=dict)  # what start() prepared (e.g. ground-truth landmarks)
+
+    def add(self, part: Any, frames: int) -> None:
+        self.parts.append(part)
+        self.seen += int(frames)
+
+    def joined(self) -> np.ndarray:
+        """The per-chunk arrays concatenated along frames (what the whole clip would have given)."""
+        return np.concatenate(self.parts) if self.parts else np.zeros(0)
+
+    def check_complete(self) -> None:
+        """Every ground-truth frame was fed (a short feed would score a prefix of the clip)."""
+        from harness.core.errors import MediaError
+
+        want = None if self.clip.ground_truth is None else len(self.clip.ground_truth)
+        if self.seen == 0 or (want is not None and self.seen != want):
+            raise MediaError(f"clip {self.clip.clip_id}: {self.seen} generated frames fed in chunks, "
+                             f"expected {want} (the ground truth's)")
+
+
+def compute_chunked(metric: Metric, clip: ClipInput, size: int) -> ClipResult:
+    """compute_clip(clip) through start / update / finish, clip.generated fed `size` frames at a time (what the
+    evaluator does for a clip decoded in chunks; tests compare the two)."""
+    gen = clip.generated
+    empty = np.empty((0, *np.shape(gen)[1:]), np.uint8)
+    from dataclasses import replace
+
+    state = metric.start(replace(clip, generated=empty))
+    for i in range(0, len(gen), max(1, int(size))):
+        gt = None if clip.ground_truth is None else clip.ground_truth[i:i + size]
+        metric.update(state, gen[i:i + size], gt)
+    return metric.finish(state)
 
 
 REGISTRY: dict[str, Callable[..., Metric]] = {}

@@ -2,18 +2,22 @@
 
 Both are cropped with the GROUND TRUTH's crop track (harness.core.faces.clip_faces on the ground truth, the
 same crop_track applied to the generated frames), so the crops are pixel-aligned. Split-level metrics
-(FID) are aggregated over this one pair. Unavailable metrics are listed with their reason.
+(FID) are aggregated over this one pair. Unavailable metrics are listed with their reason. With a side worker
+(metrics/overlap.py) the dlib-bound metrics run in its process while the others run here, with the same values.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.core.errors import MediaError
 from metrics.base import ClipInput, Protocol, load_all
+
+if TYPE_CHECKING:
+    from metrics.overlap import SideWorker
 
 MIN_FRAMES = 3  # a pair needs at least this many frames: velocity (F-LMD) and the track's smoothing need neighbours
 MAX_MISSING = 0.10  # generated frames the ground truth has and the generated video lacks (as the folder method)
@@ -46,17 +50,24 @@ def aligned_crops(gen: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     return pair.gen_crops, pair.gt_crops
 
 
-def aligned_pair(gen: Any, gt: Any) -> AlignedPair:
-    """aligned_crops plus the generated full frames and the ground truth's face-track boxes (same n frames)."""
+def ground_truth_faces(gt: Any) -> Any:
+    """The ground truth's face track and crops (harness.core.faces.clip_faces, cached on disk unless gt is a frame
+    folder): what aligned_pair cuts both sides with. Several versions of one ground truth: compute it once."""
     from harness.core.faces.clip import clip_faces
+
+    # the default models, shared per process by harness.core.faces (a cache hit still needs their descriptions)
+    return clip_faces(gt, detector="dlib_hog", landmarker="dlib", cache=not Path(gt.path).is_dir())
+
+
+def aligned_pair(gen: Any, gt: Any, faces: Any = None) -> AlignedPair:
+    """aligned_crops plus the generated full frames and the ground truth's face-track boxes (same n frames).
+    faces: ground_truth_faces(gt) when the caller has it already (several versions of one ground truth)."""
     from harness.core.faces.crop import crop_frames
     from harness.core.faces.clip import tracked_face_boxes
 
     gen_frames = fit_pair(gen.frames, gt.frames, gen.path, gt.path)
     n = len(gen_frames)
-    # the default models, shared per process by harness.core.faces (a cache hit still needs their descriptions)
-    faces = clip_faces(gt, detector="dlib_hog", landmarker="dlib",
-                       cache=not Path(gt.path).is_dir())
+    faces = faces if faces is not None else ground_truth_faces(gt)
     ct = faces.crop_track
     gen_crops = crop_frames(gen_frames, ct) if len(ct.boxes) == n else crop_frames(gen_frames, _cut(ct, n))
     return AlignedPair(gen_crops, faces.crops[:n], gen_frames, tracked_face_boxes(faces, n))
@@ -138,10 +149,56 @@ def _cut(ct: Any, n: int) -> Any:
 def compute_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray | None = None,
                  names: list[str] | None = None, batch_size: int = 32, device: str = "cpu",
                  clip_id: str = "pair", metric_args: dict[str, dict[str, Any]] | None = None,
-                 gen_full: np.ndarray | None = None, face_boxes: np.ndarray | None = None) -> PairResult:
+                 gen_full: np.ndarray | None = None, face_boxes: np.ndarray | None = None,
+                 side: SideWorker | None = None) -> PairResult:
     """Run each selected registered metric on one aligned crop pair (metric_args: constructor kwargs by name).
     gen_full / face_boxes (from aligned_pair) feed metrics that need "full_frames"; without them those are
-    listed as unavailable."""
+    listed as unavailable. side: a metrics.overlap.SideWorker, so the dlib-bound metrics run in its process
+    while this one runs the others (same values; None: all here, one after the other)."""
+    return start_pair(gen_crops, gt_crops, audio, names, batch_size, device, clip_id, metric_args, gen_full,
+                      face_boxes, side).result()
+
+
+class PendingPair:
+    """compute_pair's result once the side worker's part is in (start_pair ran every other metric already)."""
+
+    def __init__(self, out: PairResult, order: list[str], side: Any = None) -> None:
+        self._out, self._order, self._side = out, order, side
+
+    def result(self) -> PairResult:
+        out = self._out
+        if self._side is not None:
+            done, self._side = self._side.result(), None
+            for name, outcome in done.items():
+                _record(out, name, outcome)
+            # the serial path's order (tables print in it)
+            for table in (out.values, out.extra, out.protocols, out.errors):
+                items = sorted(table.items(), key=lambda kv: self._order.index(kv[0]))
+                table.clear()
+                table.update(items)
+        return out
+
+
+def _record(out: PairResult, name: str, outcome: Any) -> None:
+    if outcome.protocol is not None:
+        out.protocols[name] = outcome.protocol
+    if outcome.error is not None:
+        out.errors[name] = outcome.error
+        return
+    out.values[name] = outcome.values
+    if outcome.extra is not None:
+        out.extra[name] = outcome.extra
+
+
+def start_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray | None = None,
+               names: list[str] | None = None, batch_size: int = 32, device: str = "cpu",
+               clip_id: str = "pair", metric_args: dict[str, dict[str, Any]] | None = None,
+               gen_full: np.ndarray | None = None, face_boxes: np.ndarray | None = None,
+               side: SideWorker | None = None) -> PendingPair:
+    """compute_pair in two steps: the side worker's metrics submitted, every other metric computed here, then
+    PendingPair.result() (the caller may prepare the next pair in between: the worker keeps working)."""
+    from metrics.overlap import SideJob, evaluate, runs_on_side, side_bytes, side_clip
+
     registry = load_all()
     names = names or sorted(registry)
     unknown = [n for n in names if n not in registry]
@@ -150,6 +207,7 @@ def compute_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray 
     clip = ClipInput(clip_id, generated=gen_crops, ground_truth=gt_crops, audio=audio, identity=gt_crops[0],
                      generated_full=gen_full, face_boxes=face_boxes)
     out = PairResult(n_frames=len(gen_crops))
+    runnable: list[tuple[str, Any]] = []
     for name in names:
         try:
             metric = registry[name](batch_size=batch_size, device=device, **(metric_args or {}).get(name, {}))
@@ -169,14 +227,23 @@ def compute_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray 
         if "full_frames" in metric.needs and (gen_full is None or face_boxes is None):
             out.unavailable[name] = "needs the full generated frames and the ground truth's face boxes (aligned_pair)"
             continue
+        runnable.append((name, metric))
+    away = [n for n, m in runnable if runs_on_side(m, (metric_args or {}).get(n, {}))] if side is not None else []
+    # both halves non-empty, or nothing overlaps; short single pairs and huge ones run here (SideWorker.wanted)
+    if len(away) == len(runnable) or (away and not side.wanted(len(gen_crops), side_bytes(clip))):
+        away = []
+    pending = None
+    if away:
+        kwargs = {n: dict((metric_args or {}).get(n, {})) for n in away}
         try:
-            out.protocols[name] = metric.protocol()
-            if metric.split_level:
-                out.values[name] = metric.aggregate([metric.clip_state(clip)])
-            else:
-                res = metric.compute_clip(clip)
-                out.values[name] = res.values
-                out.extra[name] = res.extra
-        except Exception as exc:  # noqa: BLE001 - one failing metric must not hide the others
-            out.errors[name] = f"{type(exc).__name__}: {exc}"
-    return out
+            pending = side.submit(SideJob(away, kwargs, batch_size, device, side_clip(clip)))
+        except Exception as exc:  # noqa: BLE001 - no worker process to be had here: the same metrics, in turn
+            import warnings
+
+            warnings.warn(f"metric worker not started ({type(exc).__name__}: {exc}); "
+                          f"{', '.join(away)} computed in this process", stacklevel=2)
+            away = []
+    for name, metric in runnable:
+        if name not in away:
+            _record(out, name, evaluate(metric, clip))
+    return PendingPair(out, names, pending)

@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from metrics.landmark_source import LandmarkSource
-from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ChunkState, ClipInput, ClipResult, Metric, Protocol, register
 
 # protocol -> {value: (first, last + 1)} over the iBUG 68 points
 PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
@@ -141,14 +141,57 @@ class LMD(Metric):
         gen_raw = gt_raw if frames_equal(gen, gt) and self._source.custom is None else self.landmarks(gen)
         return gen_raw * scale, gt_raw * scale
 
+    # the chunked path: the ground truth's landmarks once (start), the generated crops' chunk by chunk ----
+    def pair_start(self, clip: ClipInput) -> ChunkState:
+        """A ChunkState for landmark_pair fed in chunks: the ground truth's raw landmarks fitted (cached) here."""
+        from metrics.ssim import check_pair
+
+        gt = clip.ground_truth
+        check_pair(clip.clip_id, gt, gt)  # uint8 [T,H,W,3], non-empty
+        st = ChunkState(clip)
+        st.memo["gt_raw"] = self.gt_landmarks(gt)
+        return st
+
+    def pair_update(self, state: ChunkState, gen: np.ndarray, gt: np.ndarray | None) -> None:
+        """landmark_pair's generated landmarks for the next chunk (the ground truth's own crops: its cached
+        landmarks, as landmark_pair's whole-clip shortcut; landmarks are per frame, so chunks change nothing)."""
+        from metrics.frame_memo import frames_equal
+        from metrics.ssim import check_pair
+
+        gen, gt = check_pair(state.clip.clip_id, gen, gt)
+        gt_raw = state.memo["gt_raw"][state.seen:state.seen + len(gen)]
+        same = self._source.custom is None and len(gt_raw) == len(gen) and frames_equal(gen, gt)
+        state.add(gt_raw if same else self.landmarks(gen), len(gen))
+
+    def pair_finish(self, state: ChunkState) -> tuple[np.ndarray, np.ndarray]:
+        """landmark_pair(whole generated, whole ground truth) from the chunks fed."""
+        state.check_complete()
+        scale = RESOLUTION / state.clip.ground_truth.shape[1]
+        return state.joined() * scale, state.memo["gt_raw"] * scale
+
+    chunked: ClassVar[bool] = True
+
+    def start(self, clip: ClipInput) -> ChunkState:
+        return self.pair_start(clip)
+
+    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
+        self.pair_update(state, generated, ground_truth)
+
+    def finish(self, state: ChunkState) -> ClipResult:
+        return self.result(state.clip, *self.pair_finish(state))
+
     def compute_clip(self, clip: ClipInput) -> ClipResult:
-        from harness.core.errors import NoFaceError
         from metrics.ssim import _pair
 
         gen, gt = _pair(clip)
-        gen_lm, gt_lm = self.landmark_pair(gen, gt)
+        return self.result(clip, *self.landmark_pair(gen, gt))
+
+    def result(self, clip: ClipInput, gen_lm: np.ndarray, gt_lm: np.ndarray) -> ClipResult:
+        """The values from the landmark pair [T,68,2] (px at 256x256)."""
+        from harness.core.errors import NoFaceError
+
         cov = coverage(gen_lm, gt_lm)
-        if cov["gt_no_face"] == len(gt):
+        if cov["gt_no_face"] == len(gt_lm):
             raise NoFaceError(f"clip {clip.clip_id}: no ground-truth frame has landmarks; LMD undefined")
         per, ok = lmd_frames(gen_lm, gt_lm, self.lmd_protocol)
         values = {k: float(np.mean(v[ok])) if ok.any() else float("nan") for k, v in per.items()}

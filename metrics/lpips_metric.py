@@ -22,12 +22,17 @@ _LOCK = threading.Lock()
 _NETS: dict[tuple[str, str], Any] = register_memo({})  # frame_memo.clear_all() forgets it
 
 
-def build_lpips(alexnet_path: str, device: str = "cpu", channels_last: bool = True) -> Any:
+def build_lpips(alexnet_path: str, device: str = "cpu", channels_last: bool = True, compile: bool = False) -> Any:
     """lpips.LPIPS(net='alex', version='0.1') with the AlexNet trunk from `alexnet_path`, never downloading.
     channels_last: the AlexNet convs in NHWC (oneDNN's layout; inputs follow in lpips_frames): same maths, fp32
     rounding differs (tests/test_lpips_fast.py); 58 -> 46 ms per pair on the 2-core CPU (batch 16, one thread,
     interleaved best of 6). Folding does not apply (AlexNet has no BatchNorm); running both images of a pair as
-    one batch of 2B was measured too and was not faster (50 ms)."""
+    one batch of 2B was measured too and was not faster (50 ms).
+    compile (opt-in, LPIPS(compile=True)): the whole model through torch.compile (inductor, default mode,
+    dynamic=False: one compile per batch shape): measured on the shared 2-core CPU, one thread, batch 32,
+    interleaved in one process: 798 vs 1080 ms thread CPU per batch (-26%), equal to eager to 1.5e-8, but the
+    first call compiles for 40-65 s wall (gcc; inductor's on-disk cache makes later processes cheaper), so a
+    short `metrics` call would be slower: off by default (README, bench floor)."""
     import lpips
     import torch
 
@@ -46,6 +51,8 @@ def build_lpips(alexnet_path: str, device: str = "cpu", channels_last: bool = Tr
     model = model.eval().to(device)
     if channels_last:
         model.net.to(memory_format=torch.channels_last)
+    if compile:
+        return torch.compile(model, dynamic=False)
     return model
 
 
@@ -74,6 +81,13 @@ class LPIPS(Metric):
     higher_is_better: ClassVar[dict[str, bool]] = {"LPIPS": False}
     needs: ClassVar[frozenset[str]] = frozenset({"generated", "ground_truth"})
 
+    def __init__(self, batch_size: int = 32, device: str = "cpu", compile: bool | str = False) -> None:
+        super().__init__(batch_size, device)
+        self.compile = compile.strip().lower() in ("1", "true", "yes") if isinstance(compile, str) else bool(compile)
+
+    def config(self) -> dict[str, Any]:
+        return {"compile": True} if self.compile else {}  # the default leaves existing run records unchanged
+
     def availability(self) -> tuple[bool, str]:
         state, path, _ = weights.check("alexnet")
         if state in ("found", "unverified"):
@@ -86,14 +100,15 @@ class LPIPS(Metric):
         return Protocol(metric="LPIPS", backend="lpips-0.1.4", weights_sha256=digest,
                         crop="gt crop track, 256x256 RGB uint8", resolution=256, fps=25.0,
                         settings={"net": "alex", "version": "0.1", "input": "x/127.5-1 in [-1,1]",
-                                  "reduce": "per frame, then mean", "weights_state": weights.state_label("alexnet")})
+                                  "reduce": "per frame, then mean", "weights_state": weights.state_label("alexnet"),
+                                  **({"impl": "torch.compile (inductor, default mode)"} if self.compile else {})})
 
     def _model(self) -> Any:
         path = weights.require("alexnet")
-        key = (str(path), self.device)
+        key = (str(path), self.device) + (("compiled",) if self.compile else ())
         with _LOCK:
             if key not in _NETS:
-                _NETS[key] = build_lpips(str(path), self.device)
+                _NETS[key] = build_lpips(str(path), self.device, compile=self.compile)
             return _NETS[key]
 
     def compute_clip(self, clip: ClipInput) -> ClipResult:

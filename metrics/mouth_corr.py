@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ChunkState, ClipInput, ClipResult, Metric, Protocol, register
 from metrics.lmd import LMD, RESOLUTION
 
 INNER_PAIRS = ((61, 67), (62, 66), (63, 65))  # iBUG 68: upper / lower inner-lip points facing each other
@@ -100,12 +100,27 @@ class MouthCorr(Metric):
                                          "counted as a missing clip",
                                   "weights_state": lmd.settings["weights_state"]})
 
+    chunked: ClassVar[bool] = True  # LMD's landmark pair fed in chunks (LMD.pair_start / pair_update)
+
+    def start(self, clip: ClipInput) -> ChunkState:
+        return self._lmd.pair_start(clip)
+
+    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
+        self._lmd.pair_update(state, generated, ground_truth)
+
+    def finish(self, state: ChunkState) -> ClipResult:
+        return self.result(state.clip.clip_id, *self._lmd.pair_finish(state))
+
     def compute_clip(self, clip: ClipInput) -> ClipResult:
-        from harness.core.errors import NoFaceError
         from metrics.ssim import _pair
 
         gen, gt = _pair(clip)
-        gen_lm, gt_lm = self._lmd.landmark_pair(gen, gt)
+        return self.result(clip.clip_id, *self._lmd.landmark_pair(gen, gt))
+
+    def result(self, clip_id: str, gen_lm: np.ndarray, gt_lm: np.ndarray) -> ClipResult:
+        """mouth_r from the landmark pair, or NoFaceError when the ground truth has no landmarks at all."""
+        from harness.core.errors import NoFaceError
+
         if not np.isfinite(gt_lm).all(axis=(1, 2)).any():
-            raise NoFaceError(f"clip {clip.clip_id}: no ground-truth frame has landmarks; mouth_r undefined")
+            raise NoFaceError(f"clip {clip_id}: no ground-truth frame has landmarks; mouth_r undefined")
         return mouth_r_result(gen_lm, gt_lm, self.min_frames)

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
-from metrics.ssim import _pair
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ChunkState, ClipInput, ClipResult, Metric, Protocol, register
+from metrics.ssim import _pair, check_pair
 
 DATA_RANGE = 255.0
 MAX_DB = 100.0
@@ -43,10 +43,30 @@ class PSNR(Metric):
                                   "reduce": f"per-frame PSNR capped at {MAX_DB:g} dB (identical frame -> {MAX_DB:g}), "
                                             "then mean over frames"})
 
-    def compute_clip(self, clip: ClipInput) -> ClipResult:
-        gen, gt = _pair(clip)
+    chunked: ClassVar[bool] = True  # per-frame values: a chunk's are those of the whole clip's same frames
+
+    def per_frame(self, gen: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """psnr_frames in batches of batch_size (a frame's MSE is a reduction over its own row only, so the
+        batching, like the chunking, cannot change it)."""
         step = max(1, self.batch_size)
-        per = np.concatenate([psnr_frames(gen[i:i + step], gt[i:i + step]) for i in range(0, len(gen), step)])
+        return np.concatenate([psnr_frames(gen[i:i + step], gt[i:i + step]) for i in range(0, len(gen), step)])
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        return self._result(self.per_frame(*_pair(clip)))
+
+    def start(self, clip: ClipInput) -> ChunkState:
+        return ChunkState(clip)
+
+    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
+        gen, gt = check_pair(state.clip.clip_id, generated, ground_truth)
+        state.add(self.per_frame(gen, gt), len(gen))
+
+    def finish(self, state: ChunkState) -> ClipResult:
+        state.check_complete()
+        return self._result(state.joined())
+
+    @staticmethod
+    def _result(per: np.ndarray) -> ClipResult:
         return ClipResult(values={"PSNR": float(per.mean())}, per_frame={"PSNR": per},
                           extra={FRAMES_USED: len(per), FRAMES_TOTAL: len(per),
                                  "identical_frames": int((per >= MAX_DB).sum())})

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipInput, ClipResult, Metric, Protocol, register
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ChunkState, ClipInput, ClipResult, Metric, Protocol, register
 
 SIGMA = 1.5
 TRUNCATE = 3.5
@@ -110,26 +110,47 @@ class SSIM(Metric):
                       "reference": "skimage.metrics.structural_similarity"},
         )
 
-    def compute_clip(self, clip: ClipInput) -> ClipResult:
-        gen, gt = _pair(clip)
+    chunked: ClassVar[bool] = True  # per-frame values: a chunk's are those of the whole clip's same frames
+
+    def per_frame(self, gen: np.ndarray, gt: np.ndarray) -> np.ndarray:
         if self.backend == "torch":
-            per = ssim_torch(gen, gt, self.batch_size, self.device)
-        else:
-            per = ssim_skimage(gen, gt)
+            return ssim_torch(gen, gt, self.batch_size, self.device)
+        return ssim_skimage(gen, gt)
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        return self._result(self.per_frame(*_pair(clip)))
+
+    def start(self, clip: ClipInput) -> ChunkState:
+        return ChunkState(clip)
+
+    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
+        gen, gt = check_pair(state.clip.clip_id, generated, ground_truth)
+        state.add(self.per_frame(gen, gt), len(gen))
+
+    def finish(self, state: ChunkState) -> ClipResult:
+        state.check_complete()
+        return self._result(state.joined())
+
+    @staticmethod
+    def _result(per: np.ndarray) -> ClipResult:
         return ClipResult(values={"SSIM": float(per.mean())}, per_frame={"SSIM": per},
                           extra={FRAMES_USED: len(per), FRAMES_TOTAL: len(per)})
 
 
 def _pair(clip: ClipInput) -> tuple[np.ndarray, np.ndarray]:
     """The generated / ground-truth crops, checked to be aligned uint8 [T,H,W,3] of equal shape."""
+    return check_pair(clip.clip_id, clip.generated, clip.ground_truth)
+
+
+def check_pair(clip_id: str, gen: np.ndarray, gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """_pair on arrays (a whole clip's, or one chunk's on the chunked path)."""
     from harness.core.errors import MediaError
 
-    gen, gt = clip.generated, clip.ground_truth
     if gt is None:
-        raise MediaError(f"clip {clip.clip_id}: no ground-truth frames for a full-reference metric")
+        raise MediaError(f"clip {clip_id}: no ground-truth frames for a full-reference metric")
     if gen.shape != gt.shape or gen.ndim != 4 or gen.shape[-1] != 3 or len(gen) == 0:
-        raise MediaError(f"clip {clip.clip_id}: generated {gen.shape} and ground truth {gt.shape} "
+        raise MediaError(f"clip {clip_id}: generated {gen.shape} and ground truth {gt.shape} "
                          "must be equal non-empty [T,H,W,3]")
     if gen.dtype != np.uint8 or gt.dtype != np.uint8:
-        raise MediaError(f"clip {clip.clip_id}: crops must be uint8, got {gen.dtype} / {gt.dtype}")
+        raise MediaError(f"clip {clip_id}: crops must be uint8, got {gen.dtype} / {gt.dtype}")
     return gen, gt

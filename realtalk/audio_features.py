@@ -9,6 +9,12 @@ T = 16 frames is l = 32 tokens.
 - "hubert": transformers HubertModel from the local folder of weights key "hubert"
   (facebook/hubert-large-ls960-ft), input zero-mean/unit-variance per utterance as its feature
   extractor does, last hidden state (50 Hz, 1024-d), linearly interpolated to exactly 2T tokens.
+- "phones": English phones from PocketSphinx's bundled pretrained US-English model (realtalk/phone_features.py:
+  word recognition + phone forced alignment, phone-loop fallback; pinned as weights key "pocketsphinx_en_us"),
+  41-d per token: one-hot of 40 classes (SIL + 39 CMU phones) + position within the phone in (0, 1).
+  Token i reads the 10-ms PocketSphinx frame centred nearest i*20 ms. Whole-utterance (not streaming).
+- "phones+logmel": [phones | logmel] concatenated per token (121-d): what the phones miss (prosody,
+  loudness) stays available. Both read the audio once per clip; tokens_per_frame 2 like "logmel".
 
 T = round(len(audio) / 640): the audio is zero-padded / trimmed to T*640 samples first.
 """
@@ -120,10 +126,59 @@ class HubertFeaturizer(AudioFeaturizer):
         return h[0].T.cpu().numpy().astype(np.float32)
 
 
+class PhoneFeaturizer(AudioFeaturizer):
+    """PocketSphinx phones per token (see the module docstring); `last_method` / `methods_used` record how
+    each call's phones were found ('align' or the 'allphone' fallback), so a fallback is never silent."""
+
+    name = "phones"
+    cache_version = "2"  # bump when the decoding changes (2: fresh decoders per utterance) (part of the token cache key, realtalk/data.py)
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        from realtalk.phone_features import PHONES, PhoneRecognizer
+
+        self.recognizer = PhoneRecognizer(folder)
+        self.dim = len(PHONES) + 1
+        self.last_method = ""
+        self.methods_used: dict[str, int] = {}
+
+    def features(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+        from realtalk.phone_features import phone_tokens
+
+        t_n = n_video_frames(len(audio)) if n_frames is None else int(n_frames)
+        if t_n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        seg = self.recognizer.segments(fit_length(audio, t_n))
+        self.last_method = seg.method
+        self.methods_used[seg.method] = self.methods_used.get(seg.method, 0) + 1
+        return phone_tokens(seg, self.tokens_per_frame * t_n, 1.0 / (FPS * self.tokens_per_frame))
+
+
+class PhonesLogMelFeaturizer(AudioFeaturizer):
+    """[phones | logmel] per token."""
+
+    name = "phones+logmel"
+    cache_version = PhoneFeaturizer.cache_version
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.phones, self.logmel = PhoneFeaturizer(folder), LogMelFeaturizer()
+        self.dim = self.phones.dim + self.logmel.dim
+
+    def features(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+        return np.concatenate([self.phones.features(audio, n_frames), self.logmel.features(audio, n_frames)], 1)
+
+
+FEATURIZERS = ("logmel", "hubert", "phones", "phones+logmel")
+
+
 def get_featurizer(name: str = "logmel", **kwargs) -> AudioFeaturizer:
-    """'logmel' (offline default) or 'hubert' (needs the weights 'hubert'; kwargs: path, device, layer)."""
+    """'logmel' (offline default), 'hubert' (needs the weights 'hubert'; kwargs: path, device, layer),
+    'phones' / 'phones+logmel' (PocketSphinx, weights 'pocketsphinx_en_us'; kwargs: folder)."""
     if name == "logmel":
         return LogMelFeaturizer()
     if name == "hubert":
         return HubertFeaturizer(**kwargs)
-    raise ValueError(f"unknown audio features {name!r}: use 'logmel' or 'hubert'")
+    if name == "phones":
+        return PhoneFeaturizer(**kwargs)
+    if name == "phones+logmel":
+        return PhonesLogMelFeaturizer(**kwargs)
+    raise ValueError(f"unknown audio features {name!r}: use one of {', '.join(FEATURIZERS)}")

@@ -59,8 +59,11 @@ def audio_tokens(audio: np.ndarray, n_frames: int, featurizer: Any, key_params: 
 
     cache = default_cache()
     digest = hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()
+    extra = dict(key_params or {})
+    if getattr(featurizer, "cache_version", None) is not None:  # featurizers whose decoding may change
+        extra["featurizer_version"] = featurizer.cache_version
     key = make_key("audiotok", DATA_VERSION, featurizer=featurizer.name, dim=featurizer.dim, audio=digest,
-                   n=n_frames, **(key_params or {}))
+                   n=n_frames, **extra)
     arrays = cache.arrays(key, lambda: {"x": np.asarray(featurizer.features(audio), np.float32)})
     return fit_tokens(arrays["x"], n_frames, int(featurizer.tokens_per_frame))
 

@@ -1,5 +1,6 @@
 """The demo checkpoint: the small config (landmark-driven warp prior, realtalk/warp.py) trained on the demo
-split's train clips.
+split's train clips, its A2E on DEMO_FEATURES audio tokens ("logmel"; "phones+logmel" A2Es were measured
+better but not by more than their seed spread, so not shipped: README "Phone tokens").
 
 Shipped: realtalk/assets/realtalk-demo-small.pt (sha256 pinned in SHIPPED_SHA256), produced once by the
 project's own `realtalk-bench train` command; the exact command lines are stored in the file
@@ -25,6 +26,7 @@ from typing import Callable
 from harness.core.paths import home
 
 DEMO_FILE = "realtalk-demo-small-v2.pt"  # v2: time-consistent A2E codes + warp prior (v1 files do not load)
+DEMO_FEATURES = "logmel"  # the shipped A2E's audio tokens (and the fallback's); its train command's --features
 SHIPPED = Path(__file__).resolve().parent / "assets" / "realtalk-demo-small.pt"
 SHIPPED_SHA256 = "346258cc995afc326eb03c5b287bbc322aae184a058d218d71057ac21be8a32a"
 
@@ -80,7 +82,7 @@ def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     max_frames = int(os.environ.get("REALTALK_DEMO_MAX_FRAMES", 150))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     fm = load_default_face_model()
-    feat = get_featurizer("logmel")
+    feat = get_featurizer(DEMO_FEATURES)
     cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_featurizer(feat)
     t0 = time.monotonic()
     with process_pool(min(4, os.cpu_count() or 1)) as pool:  # one pool for both roles

@@ -36,6 +36,15 @@ from torch import Tensor, nn
 from harness.core.errors import BenchError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Frames per renderer network call on CPU at ONE intra-op thread (render_batch splits larger batches). At 256 px
+# the renderer is memory-bound (full-resolution 16-channel activations, GroupNorm/AdaIN/LeakyReLU passes): a
+# 16-frame call's activations (67 MB each) are mmapped and page-faulted afresh by every op (glibc returns blocks
+# > 32 MB to the OS) and miss every cache; 2 frames stay in the heap. Measured (renderer stage incl. warp prior,
+# small config, 16 frames, interleaved in one process, process CPU per frame): 1 thread 150 ms at 2-frame calls,
+# 155 at 4, 207 at 16 (wall 449 / 476 / 623 ms under load 5-7). At 2 threads the opposite: 754 / 585 / 370 ms
+# (each op's parallel region needs the whole batch's work to pay its thread synchronisation), so with more than
+# one thread batches are not split.
+CPU_CHUNK = 2
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
 
 
@@ -269,7 +278,7 @@ class FastRealTalk:
     def __init__(self, a2e: nn.Module | None, renderer: nn.Module | None, *, dtype: str = "fp32",
                  channels_last: bool = True, compile: bool = False, compile_mode: str | None = None,
                  device: str | torch.device | None = None, max_batch: int = 64, cuda_graphs: bool = False,
-                 graph_runner: Callable[..., Any] | None = None, a2e_batch: int = 64):
+                 graph_runner: Callable[..., Any] | None = None, a2e_batch: int = 64, cpu_chunk: int = CPU_CHUNK):
         if dtype not in DTYPES:
             raise BenchError(f"dtype {dtype!r}: use one of {sorted(DTYPES)}")
         ref_mod = renderer if renderer is not None else a2e
@@ -282,6 +291,7 @@ class FastRealTalk:
         self.channels_last = channels_last
         self.max_batch = int(max_batch)  # frames per renderer call
         self.a2e_batch = int(a2e_batch)  # windows per A2E call (a clip's windows are independent)
+        self.cpu_chunk = max(1, int(cpu_chunk))  # frames per renderer network call on CPU (CPU_CHUNK)
         self.a2e = a2e.to(self.device).eval() if a2e is not None else None
         self.renderer = renderer.to(self.device).eval() if renderer is not None else None
         if self.renderer is not None and channels_last:
@@ -428,4 +438,8 @@ class FastRealTalk:
         x = _pad_rows(x, lambda n: self._graph_batch(n, self.max_batch))
         if self.channels_last:
             x = [to_channels_last(t) if t is not None else None for t in x]
+        if dev.type == "cpu" and not self.cuda_graphs and b > self.cpu_chunk and torch.get_num_threads() == 1:
+            c = self.cpu_chunk  # CPU_CHUNK; per-sample norms, so a split batch gives the whole one's frames
+            return torch.cat([self._ren_call(*[t if t is None else t[lo:lo + c] for t in x], self.ref_feats)
+                              for lo in range(0, b, c)])
         return self._graphed(("renderer", warped is None), self._ren_call, (*x, self.ref_feats))[:b]

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.core.media import ForwardFrames
+from harness.core.frame_chunks import ForwardFrames
 from realtalk.a2e import AudioToExpression
 from realtalk.config import RealTalkConfig
 from realtalk.data import fit_tokens, sample_history, to_image

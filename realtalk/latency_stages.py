@@ -101,6 +101,8 @@ def realtalk_stages(a2e: torch.nn.Module, renderer: torch.nn.Module, face_model:
                 torch.randn(batch, n_windows, ca.n_history, ca.n_exp, generator=gen).to(dev))
 
     def a2e_flops(x: tuple[torch.Tensor, ...]) -> int:
+        """One window per item counted, times the windows; the same in grad, no_grad and inference mode
+        (harness.core.flops counts the fused inference attention kernels and CPU SDPA)."""
         tok = x[0][:, :ca.n_audio_tokens]
         return (count_flops(lambda: a2e(tok, x[1], x[2][:, 0])) or 0) * n_windows
 

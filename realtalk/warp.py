@@ -25,17 +25,19 @@ EPS = 1e-3
 def landmark_flow(ref_pts: Tensor, tgt_pts: Tensor, size: int, sigma: float | None = None) -> Tensor:
     """Sampling grid [B,H,W,2] (grid_sample's normalised x,y, align_corners=False) from points [B,K,2] px."""
     sigma = float(sigma if sigma is not None else SIGMA_FRAC * size)
-    b = ref_pts.shape[0]
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32, device=ref_pts.device) + 0.5,
-                            torch.arange(size, dtype=torch.float32, device=ref_pts.device) + 0.5, indexing="ij")
-    p = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # pixel centres, [1,HW,2]
+    c = torch.arange(size, dtype=torch.float32, device=ref_pts.device) + 0.5  # pixel centres along x and y
     t = tgt_pts.float()
-    d2 = torch.cdist(p.expand(b, -1, -1), t) ** 2  # [B,HW,K]
-    g = torch.exp(-d2 / (2 * sigma * sigma))
+    # g_k(x,y) = exp(-(x-tx_k)^2/2s^2) exp(-(y-ty_k)^2/2s^2) is separable: the sums over k are [B,H,K] @ [B,K,W]
+    # products, so the [B,HW,K] kernel (65536 x 68 exps per frame at 256 px, most of the renderer stage's CPU
+    # time) is never formed; same maths, fp32 rounding differs (tests/test_realtalk_warp.py)
+    gx = torch.exp(-(c[None, :, None] - t[:, None, :, 0]) ** 2 / (2 * sigma * sigma)).transpose(1, 2)  # [B,K,W]
+    gy = torch.exp(-(c[None, :, None] - t[:, None, :, 1]) ** 2 / (2 * sigma * sigma))  # [B,H,K]
     disp = (ref_pts.float() - t)  # [B,K,2]
-    d = torch.bmm(g, disp) / (g.sum(-1, keepdim=True) + EPS)
-    q = p + d  # where each output pixel samples the reference, px
-    return (q / size * 2 - 1).reshape(b, size, size, 2)
+    den = torch.bmm(gy, gx)[..., None] + EPS  # [B,H,W,1]
+    d = torch.stack([torch.bmm(gy * disp[:, None, :, i], gx) for i in range(2)], -1) / den
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
+    q = torch.stack([xs, ys], -1)[None] + d  # where each output pixel samples the reference, px
+    return q / size * 2 - 1
 
 
 def warp_image(image: Tensor, grid: Tensor) -> Tensor:

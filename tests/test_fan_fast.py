@@ -165,3 +165,20 @@ def test_landmarks_batch_skips_missing_boxes_and_matches_single_calls(random_fan
     fan.landmarks_batch = lambda fs, bs: seen.append(len(bs)) or real(fs, bs)  # type: ignore[method-assign]
     lms = landmarks_on_crops(crops[:1], fan, boxes=np.stack([box]))
     assert seen == [1] and np.isfinite(lms).all()
+
+
+def test_default_batch_follows_the_thread_count(random_fan_file):
+    """Without batch_size: FAN_CPU_BATCH faces per call at one CPU thread (measured faster there), FAN_BATCH with
+    more threads, resolved when called (a pool worker sets its threads after building); an explicit size wins."""
+    from harness.core.faces.landmarks import FAN_BATCH, FAN_CPU_BATCH, FANLandmarker
+
+    fan, fixed = FANLandmarker(path=random_fan_file), FANLandmarker(path=random_fan_file, batch_size=3)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert (fan.batch_size, fixed.batch_size) == (FAN_CPU_BATCH, 3)
+        torch.set_num_threads(2)
+        assert (fan.batch_size, fixed.batch_size) == (FAN_BATCH, 3)
+    finally:
+        torch.set_num_threads(n)
+    assert FAN_CPU_BATCH != FAN_BATCH

@@ -31,6 +31,40 @@ def test_row_ratio_is_time_over_flops_at_gemm_rate():
     assert "2.50" in line.split() and "250.00" in line.split() and "100.00" in line.split()
 
 
+def test_memory_columns_are_bytes_over_the_measured_bandwidth():
+    """The roofline columns: MB/frame, mem GB/s and mem ms = bytes / bandwidth; '-' where not counted."""
+    row = FloorRow("net", 4, 2, 10e9, 0.25, 100.0, bytes_per_frame=2e8, mem_gbs=10.0)
+    assert row.mem_s == pytest.approx(0.02)  # 200 MB at 10 GB/s
+    cols = format_table([row]).splitlines()[2].split()
+    assert cols[11:15] == ["-", "200.0", "10.0", "20.00"]
+    bare = format_table([FloorRow("net", 4, 2, 10e9, 0.25, 100.0)]).splitlines()[2].split()
+    assert bare[11:15] == ["-", "-", "-", "-"]
+
+
+def test_cpu_ratio_is_cpu_seconds_over_flops_at_the_cpu_gemm_rate():
+    """cpu ratio: CPU s/frame over FLOPs / (GEMM FLOPs per CPU second); the wall ratio and verdict are
+    unchanged by it (a loaded machine: wall 0.25 s, CPU 0.12 s)."""
+    row = FloorRow("net", 4, 2, 10e9, 0.25, 100.0, target=1.5, cpu_s_per_frame=0.12, gemm_cpu_gflops=100.0)
+    assert row.cpu_ratio == pytest.approx(1.2) and row.ratio == pytest.approx(2.5) and row.verdict == "FAIL"
+    assert format_table([row]).splitlines()[2].split()[11] == "1.20"
+
+
+def test_count_bytes_reads_inputs_writes_outputs_and_skips_views():
+    """count_bytes: an elementwise op moves its input and output, a matmul its two inputs and output, a view
+    nothing, an in-place op reads and writes its tensor, a broadcast input counts its storage once."""
+    from harness.core.flops import count_bytes
+
+    x, w = torch.zeros(100, 100), torch.zeros(100, 100)
+    n = 100 * 100 * 4
+    assert count_bytes(lambda: x + 1) == 2 * n
+    assert count_bytes(lambda: x @ w) == 3 * n
+    assert count_bytes(lambda: x.t().unsqueeze(0)[:, :5]) == 0
+    y = torch.zeros(100, 100)
+    assert count_bytes(lambda: y.mul_(2)) == 2 * n
+    col = torch.zeros(100, 1)
+    assert count_bytes(lambda: x + col.expand(100, 100)) == 2 * n + 100 * 4
+
+
 def test_verdict_column_passes_and_fails_against_the_target():
     """The pass column: within the target -> pass, over it -> FAIL (the gate can fail), no target -> '-'; the
     table's last line counts them and names the networks over."""

@@ -388,3 +388,46 @@ def test_pip_installed_package_registers(tmp_path: Path) -> None:
     assert rows["plugin_mae"]["origin"] == "entry point plugin_mae (rtb-demo-plugin 0.2.0)"
     assert rows["plugin_mae"]["values"] == {"MAE": "lower", "BRIGHT-DIFF": "informational"}
     assert "plugin_needs_weights" not in rows  # not listed as an entry point, not decorated: not registered
+
+
+def test_module_at_folder_takes_the_folders_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   clean_registries, capsys: pytest.CaptureFixture) -> None:
+    """`--plugin pkg.mod@DIR` (what a run file's module names beside the file become) imports the package from DIR
+    even when the current directory holds another package of that name; a wrong DIR is one line."""
+    import uuid
+
+    from harness.plugins import absolute_spec, is_file_spec, load_plugin, split_module_at
+
+    pkg = f"rtb_at_{uuid.uuid4().hex[:8]}"
+    for where, tag in ((tmp_path / "exp", "exp"), (tmp_path / "cwd", "cwd")):
+        (where / pkg).mkdir(parents=True)
+        (where / pkg / "__init__.py").write_text(f"WHERE = {tag!r}\n")
+        (where / pkg / "mod.py").write_text("from . import WHERE\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    spec = f"{pkg}.mod@../exp"
+    assert split_module_at(spec) == (f"{pkg}.mod", "../exp") and not is_file_spec(spec)
+    assert is_file_spec("/home/a@b/plug.py") and split_module_at("/home/a@b/plug.py") is None
+    assert absolute_spec(spec) == f"{pkg}.mod@{tmp_path / 'exp'}"
+    try:
+        mod = load_plugin(spec)
+        assert mod.WHERE == "exp" and Path(mod.__file__).parent == tmp_path / "exp" / pkg
+        assert load_plugin(spec) is mod  # again: a no-op
+    finally:
+        for k in [k for k in sys.modules if k == pkg or k.startswith(pkg + ".")]:
+            del sys.modules[k]
+    assert main(["methods", "list", "--plugin", f"{pkg}.mod@{tmp_path / 'nowhere'}"]) == 1
+    _one_line_error(capsys.readouterr().err, f"plugin '{pkg}.mod': folder not found", str(tmp_path / "nowhere"))
+    assert main(["methods", "list", "--plugin", f"{pkg}_x.mod@{tmp_path / 'exp'}"]) == 1
+    _one_line_error(capsys.readouterr().err, f"no module or package '{pkg}_x' in this folder")
+
+
+def test_ray_ships_a_module_at_folder(tmp_path: Path) -> None:
+    """A MODULE@DIR plugin goes to Ray workers as its top-level package from DIR, imported there by name."""
+    from harness.executors import plugin_shipment
+
+    (tmp_path / "labpkg").mkdir()
+    (tmp_path / "labpkg/__init__.py").write_text("")
+    (tmp_path / "single.py").write_text("")
+    paths, remote = plugin_shipment([f"labpkg.methods@{tmp_path}", f"single@{tmp_path}"])
+    assert paths == [str(tmp_path / "labpkg"), str(tmp_path / "single.py")]
+    assert remote == ["labpkg.methods", "single"]

@@ -42,7 +42,8 @@ def test_demo_model_beats_references_on_mlmd(figures):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 14 item 5 not met yet: mean mouth-opening r 0.216 on the shipped "
                    "checkpoint; its A2E reaches r 0.306 against the fitted expressions (renderer ceiling 0.899, "
-                   "tests/benchmarks/a2e_mouth_diagnostic.py); strict: passing means update it")
+                   "tests/benchmarks/a2e_mouth_diagnostic.py; phones+logmel A2Es: 0.277-0.347, README 'Phone "
+                   "tokens'); strict: passing means update it")
 def test_demo_model_mouth_opening_follows_ground_truth(figures):
     figs, summ = figures
     r = [c["mouth_r"] for c in figs["realtalk"].values()]
@@ -64,6 +65,13 @@ def test_shipped_checkpoint_pinned_and_records_its_train_commands(tmp_path):
     cmds = ck["train_commands"]
     assert cmds["a2e"].startswith("realtalk-bench train a2e ") and cmds["renderer"].startswith("realtalk-bench train renderer ")
     assert ck["config"]["renderer"]["output"] == "warp_residual"
+    from realtalk.demo_checkpoint import DEMO_FEATURES
+
+    from realtalk.audio_features import get_featurizer
+
+    # the tokens it was trained on are the ones inference builds, and its command says so
+    assert ck["featurizer"] == DEMO_FEATURES and ck["config"]["a2e"]["audio_dim"] == get_featurizer(DEMO_FEATURES).dim
+    assert f"--features {DEMO_FEATURES}" in cmds["a2e"] or (DEMO_FEATURES == "logmel" and "--features" not in cmds["a2e"])
     bad = tmp_path / "changed.pt"
     bad.write_bytes(SHIPPED.read_bytes()[:-1] + b"x")
     with pytest.raises(WeightsMissingError, match="changed.pt: sha256"):

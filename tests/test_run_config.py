@@ -207,3 +207,88 @@ def test_config_run_from_another_directory(data_root, tmp_path):
     r = _cli(["run", "--config", str(cfg), "--out", "here"], elsewhere)  # the flag: from the current directory
     assert r.returncode == 0, r.stdout + r.stderr
     assert (elsewhere / "here/summary.json").is_file()
+
+
+def test_config_arg_paths_and_module_plugins_are_relative_to_the_file(tmp_path):
+    """method_args / metric_args paths (a constructor parameter typed as a path, or a value with a '/' or a suffix
+    that exists beside the file) and plugin module names found beside the file are taken from the file's folder;
+    other values (protocol names, a module not beside the file) stay as written."""
+    from harness.run_config import load_run_file
+
+    d = tmp_path / "exp"
+    (d / "w").mkdir(parents=True)
+    (d / "w/wav2lip.pth").write_bytes(b"x")
+    (d / "beside_mod.py").write_text("")
+    (d / "lab").mkdir()
+    (d / "lab/__init__.py").write_text("")
+    cfg = _write(d / "run.yaml", {
+        "split": "demo", "out": "o", "methods": ["realtalk", "wav2lip", "folder:mine=outputs"],
+        "plugins": ["beside_mod", "lab.extra", "not_beside_mod"],
+        "method_args": {"realtalk": {"checkpoint": "ckpt/model.pt", "config": "small", "device": "cpu"},
+                        "wav2lip": {"checkpoint": "w/wav2lip.pth", "detector": "s3fd"},
+                        "mine": {"csv": "meta/clips.csv"}},
+        "metric_args": {"lmd": {"protocol": "eat", "backend": "dlib"}}})
+    opts = load_run_file(cfg)
+    assert opts["plugins"] == [str(d / "beside_mod.py"), f"lab.extra@{d}", "not_beside_mod"]
+    ma = opts["method_args"]
+    assert ma["realtalk"] == {"checkpoint": str(d / "ckpt/model.pt"), "config": "small", "device": "cpu"}  # typed
+    assert ma["wav2lip"] == {"checkpoint": str(d / "w/wav2lip.pth"), "detector": "s3fd"}  # exists beside the file
+    assert ma["mine"] == {"csv": str(d / "meta/clips.csv")}  # folder:NAME -> precomputed's csv: str | Path
+    assert opts["metric_args"] == {"lmd": {"protocol": "eat", "backend": "dlib"}}
+    flag = load_run_file(_write(d / "abs.yaml", {"method_args": {"realtalk": {"checkpoint": "/abs/m.pt"}}}))
+    assert flag["method_args"]["realtalk"]["checkpoint"] == "/abs/m.pt"
+
+
+PLUGIN_METHOD = '''
+"""A plugin method beside a run file, whose constructor takes a path: the offset it adds, read from that file."""
+from pathlib import Path
+
+import numpy as np
+
+from harness.core.methods import Method, register
+
+
+@register
+class FromFile(Method):
+    name = "{name}"
+    kind = "in-process"
+
+    def __init__(self, offset_file: str | Path) -> None:
+        self.offset = int(Path(offset_file).read_text())
+
+    def fingerprint(self) -> str:
+        return "{name}-" + str(self.offset)
+
+    def generate(self, inp):
+        return np.clip(inp.source_frames[: inp.n_frames].astype(np.int16) + self.offset, 0, 255).astype(np.uint8)
+'''
+
+
+def test_config_plugin_module_and_arg_path_from_another_directory(data_root, tmp_path):
+    """From another current directory: a plugin package beside the run file (`plugins: [lab.methods]`) and its
+    method's path argument (`offset_file: params/offset.txt`) are found beside the file, and the run goes."""
+    import uuid
+
+    pkg = f"lab_{uuid.uuid4().hex[:8]}"
+    name = f"t_fromfile_{uuid.uuid4().hex[:6]}"
+    exp = tmp_path / "exp"
+    (exp / pkg).mkdir(parents=True)
+    (exp / pkg / "__init__.py").write_text("")
+    (exp / pkg / "methods.py").write_text(PLUGIN_METHOD.replace("{name}", name))
+    (exp / "params").mkdir()
+    (exp / "params/offset.txt").write_text("7\n")
+    shutil.copy(sup.small_split(tmp_path, data_root, n_frames=8), exp / "mine.yaml")
+    cfg = _write(exp / "run.yaml", {"split": "mine.yaml", "root": str(data_root), "methods": [name],
+                                    "method_args": {name: {"offset_file": "params/offset.txt"}},
+                                    "plugins": [f"{pkg}.methods"], "clips": ["Obama_clip3"], "metrics": ["psnr"],
+                                    "settings": ["reconstruction"], "out": "runs/a", "no_videos": True,
+                                    "no_progress": True})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = _cli(["run", "--config", str(cfg)], elsewhere)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads((exp / "runs/a/summary.json").read_text())
+    assert s["config"]["method_args"] == {name: {"offset_file": str(exp / "params/offset.txt")}}
+    assert s["config"]["plugins"] == [f"{pkg}.methods@{exp}"] and s["failures"] == []
+    assert s["methods"][name]["fingerprint"] == f"{name}-7"
+    assert s["results"]["reconstruction"][name]["PSNR"]["n_clips"] == 1

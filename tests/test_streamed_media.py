@@ -110,3 +110,15 @@ def _decoded(data: bytes, p: Path) -> np.ndarray:
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+def test_large_allocations_stay_mapped_on_glibc() -> None:
+    """open_video fixes glibc's mmap threshold (harness.core.media.keep_large_allocations_mapped: a streamed clip's
+    full frames otherwise fragment the heap by about a frame per chunk); on glibc the call must succeed."""
+    import platform
+
+    from harness.core.media import keep_large_allocations_mapped
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_large_allocations_mapped() is True

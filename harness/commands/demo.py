@@ -86,43 +86,27 @@ def build_report(run_dir: str, out_dir: str, console: Any) -> str | None:
     return str(path)
 
 
-def table_mlmd(summ: dict[str, dict[str, Any]], run_dir: str) -> None:
-    """M-LMD as the results table has it (computed on the frames in memory during the run), not recomputed from
-    the stored H.264 videos, whose re-encoding moves landmarks (static_frame 2.71 in the table, 2.79 re-read):
-    one number per metric on the screen. The mouth-opening r is only computed from the videos."""
+def print_lip_figures(run_dir: str, methods: list[str], console: Any, candidate: str = "realtalk") -> None:
+    """Issue 14's two figures for the demo model, M-LMD and the mouth-opening r, per method with their 95% CI,
+    read from the run's own results (harness.demo_figures.run_figures): the numbers of the table above and of
+    the report, not a second computation on the stored videos. Nothing to show without the candidate."""
+    if candidate not in methods:
+        return
     import json
 
-    res = json.loads((Path(run_dir) / "summary.json").read_text())["results"].get("reconstruction", {})
-    for name, s in summ.items():
-        cell = res.get(name, {}).get("M-LMD") or {}
-        if cell.get("mean") is not None:
-            s["M-LMD"], s["M-LMD_clips"] = float(cell["mean"]), int(cell.get("n_clips", s["M-LMD_clips"]))
+    from harness.demo_figures import format_run_figures, run_figures, targets_line
 
-
-def print_lip_figures(run_dir: str, methods: list[str], root: Any, console: Any) -> None:
-    """Issue 14's two figures for the demo model: held-out M-LMD against static_frame / copy_reference and
-    the mouth-opening correlation with the ground truth (harness.demo_figures, from the run's videos)."""
-    if "realtalk" not in methods:
-        return
     try:
-        from harness.demo_figures import figures_from_run, format_summary, summarize
-
-        figs = figures_from_run(run_dir, methods, root)
-    except Exception as exc:  # noqa: BLE001 - the run's numbers are already saved
-        console.print(f"[red]lip-motion figures failed[/red]: {type(exc).__name__}: {exc}", highlight=False)
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]lip-motion figures[/red]: {run_dir}/summary.json: {exc}", highlight=False)
         return
-    for name, clips in figs.items():
-        for cid, f in clips.items():
-            if "error" in f:
-                console.print(f"[yellow]lip-motion figures: {name} {cid}: {f['error']}[/yellow]", highlight=False)
-    summ = summarize(figs)
-    table_mlmd(summ, run_dir)
-    for line in format_summary(summ):
-        console.print(line, highlight=False)
-    rt = summ["realtalk"]
-    beats = all(rt["M-LMD"] < summ[m]["M-LMD"] for m in ("static_frame", "copy_reference") if m in summ)
-    console.print(f"  demo model beats the references on M-LMD: {'yes' if beats else 'NO'}; mouth-opening r "
-                  f"{rt['mouth_r']:.3f} {'>=' if rt['mouth_r'] >= 0.5 else '<'} 0.5 (issue 14 targets)", highlight=False)
+    figs = run_figures(summary, methods)
+    for line in format_run_figures(figs, summary.get("unavailable")):
+        console.print(line, highlight=False, markup=False)
+    line = targets_line(figs, candidate, [m for m in methods if m != candidate])
+    if line:
+        console.print(line, highlight=False, markup=False)
 
 
 def set_aside_other_run(out: "Path", cfg: Any) -> "Path | None":
@@ -176,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                       highlight=False)
     summary = run_benchmark(cfg, progress=not args.no_progress, console=console)
     render_summary(summary, console)
-    print_lip_figures(args.out, [m for m in LIP_FIGURE_METHODS if m in methods], args.root, console)
+    print_lip_figures(args.out, [m for m in LIP_FIGURE_METHODS if m in methods], console)
     report = build_report(args.out, args.report or str(Path(args.out) / "report"), console)
     console.print(f"run store: {args.out}", highlight=False)
     if report:

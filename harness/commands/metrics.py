@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, Iterator
 
 from harness.plugins import add_plugin_argument
 
@@ -23,6 +23,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--prefetch", type=int, default=None, metavar="N",
                    help="with several --gen: decode the next N generated versions in a background thread while one "
                         "is scored (default: 1 on a GPU, 0 on a CPU)")
+    p.add_argument("--overlap", choices=["auto", "on", "off"], default="auto",
+                   help="run the dlib-bound metrics (CSIM dlib, LMD / AV-sync / mouth_r on dlib landmarks) in one "
+                        "worker process while the torch metrics run here; same values (auto: with several --gen or "
+                        ">= 50 frames; off: one after the other)")
     p.add_argument("--metric-arg", action="append", default=[], metavar="METRIC.KEY=VALUE",
                    help="constructor argument for a metric, e.g. lmd.backend=fan (repeatable)")
     p.add_argument("--benchmark", action="store_true", help="print frames/s per metric on the real test clips")
@@ -59,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"warning: {w.message}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace, decoded: Any = None) -> int:
-    """decoded: the generated version's video, decoded ahead (harness.prefetch), else None (decoded here)."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
+def _run(args: argparse.Namespace) -> int:
     from harness.core.errors import BenchError
     from harness.plugins import load_plugins
 
@@ -81,23 +79,45 @@ def _run(args: argparse.Namespace, decoded: Any = None) -> int:
         return bench(["--frames", str(args.max_frames or 50), "--batch-size", str(args.batch_size)])
     if not args.gen or not args.gt:
         raise BenchError("--gen and --gt are required (or --benchmark)")
+    gens = args.gen if isinstance(args.gen, list) else [args.gen]
+    return _run_versions(args, gens)
+
+
+def side_worker(args: argparse.Namespace, versions: int) -> Any:
+    """The overlap session of this call (metrics.overlap.SideWorker), or a no-op context with --overlap off."""
+    import contextlib
+
+    from metrics.overlap import SideWorker
+
+    if getattr(args, "overlap", "auto") == "off":
+        return contextlib.nullcontext(None)
+    return SideWorker(versions=versions, force=args.overlap == "on")
+
+
+def _run_versions(args: argparse.Namespace, gens: list[str]) -> int:
+    """Each --gen version's table, in --gen order (worst exit code); see score_versions."""
+    names = [n.strip() for n in args.metrics.split(",")] if args.metrics else None
+    return max(_print(args, g, audio, res, names) for g, audio, res in score_versions(args, gens))
+
+
+def score_versions(args: argparse.Namespace, gens: list[str]) -> Iterator[tuple[str, Any, Any]]:
+    """(generated path, its driving audio, PairResult) for each --gen version, in order, against one decoded
+    ground truth and its face track. With the side worker (--overlap), version k+1 is decoded, cut and its
+    torch metrics run while the worker finishes version k's dlib metrics. With --prefetch N (default 1 on a
+    GPU) the next N versions are decoded in a background thread. A decode error is raised when its version
+    comes up, after the versions before it (tests/benchmarks/test_bench_pipeline.py times this function)."""
+    import contextlib
+
+    from harness.core.errors import BenchError
     from harness.core.media import read_audio, read_video_or_frames
+    from harness.prefetch import Prefetcher
+    from metrics.compute import ground_truth_faces
+    from metrics.overlap import SIDE_BACKENDS
 
-    if isinstance(args.gen, list):  # several generated versions: one process, one table each, worst exit code
-        if len(args.gen) > 1:
-            return _run_versions(args)
-        args.gen = args.gen[0]
-    from metrics.compute import aligned_pair, compute_pair, fit_audio
-
-    gt = read_video_or_frames(args.gt, args.fps, args.max_frames)
-    gen = decoded if decoded is not None else read_video_or_frames(args.gen, args.fps, args.max_frames)
-    audio = None
-    audio_path = args.audio or (args.gt if getattr(gt.info, "has_audio", False) else None)
-    if audio_path:
-        audio = read_audio(audio_path)
-    pair = aligned_pair(gen, gt)
-    if audio is not None:
-        audio = fit_audio(audio, len(pair.gt_crops), args.fps, 16000, audio_path, warn=args.max_frames is None)
+    given = getattr(args, "prefetch", None)
+    depth = (1 if str(args.device).startswith("cuda") else 0) if given is None else given
+    if depth < 0:
+        raise BenchError(f"--prefetch {depth}: expected a version count >= 0")
     names = [n.strip() for n in args.metrics.split(",")] if args.metrics else None
     from harness.runner import parse_method_args
 
@@ -105,11 +125,57 @@ def _run(args: argparse.Namespace, decoded: Any = None) -> int:
     stray = sorted(set(margs) - set(names)) if names else []
     if stray:
         raise BenchError(f"--metric-arg for {', '.join(stray)}: not among --metrics")
-    res = compute_pair(pair.gen_crops, pair.gt_crops, audio, names, args.batch_size, args.device, metric_args=margs,
-                       gen_full=pair.gen_full, face_boxes=pair.face_boxes)
+    gt = read_video_or_frames(args.gt, args.fps, args.max_frames)
+    audio_path = args.audio or (args.gt if getattr(gt.info, "has_audio", False) else None)
+    audio = read_audio(audio_path) if audio_path else None
+    faces = ground_truth_faces(gt)
+
+    def decode(g: str) -> Any:
+        return read_video_or_frames(g, args.fps, args.max_frames)
+
+    pending: tuple[str, Any, Any] | None = None
+    with contextlib.ExitStack() as stack:
+        side = stack.enter_context(side_worker(args, len(gens)))
+        if side is not None and len(gens) > 1 and (names is None or set(names) & set(SIDE_BACKENDS)):
+            side.start()  # its imports overlap with the first decode
+        pf = stack.enter_context(Prefetcher(gens, decode, depth)) if depth and len(gens) > 1 else None
+        for g in gens:
+            try:
+                gen = pf.take(g) if pf is not None else decode(g)
+                started = _start(args, g, gen, gt, faces, audio, audio_path, names, margs, side)
+            except BaseException:
+                if pending is not None:  # the version before this one is scored: show it, then fail
+                    yield pending[0], pending[1], pending[2].result()
+                raise
+            if pending is not None:
+                yield pending[0], pending[1], pending[2].result()
+            pending = started
+        if pending is not None:
+            yield pending[0], pending[1], pending[2].result()
+
+
+def _start(args: argparse.Namespace, gen_path: str, gen: Any, gt: Any, faces: Any, audio: Any, audio_path: Any,
+           names: list[str] | None, margs: dict, side: Any) -> tuple[str, Any, Any]:
+    """One version cut with the ground truth's track and scored (the side worker's part still running)."""
+    from metrics.compute import aligned_pair, fit_audio, start_pair
+
+    pair = aligned_pair(gen, gt, faces)
+    if audio is not None:
+        audio = fit_audio(audio, len(pair.gt_crops), args.fps, 16000, audio_path, warn=args.max_frames is None)
+    return gen_path, audio, start_pair(pair.gen_crops, pair.gt_crops, audio, names, args.batch_size, args.device,
+                                       metric_args=margs, gen_full=pair.gen_full, face_boxes=pair.face_boxes,
+                                       side=side)
+
+
+def _print(args: argparse.Namespace, gen_path: str, audio: Any, res: Any, names: list[str] | None) -> int:
+    """One version's table; 1 when a metric failed or a metric named in --metrics is missing."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{args.gen} vs {args.gt} ({res.n_frames} frames, ground truth's crop track)")
+    table = Table(title=f"{gen_path} vs {args.gt} ({res.n_frames} frames, ground truth's crop track)")
     for col in ("metric", "value", "better", "backend", "weights sha256", "protocol"):
         table.add_column(col)
     from metrics.base import load_all
@@ -133,29 +199,6 @@ def _run(args: argparse.Namespace, decoded: Any = None) -> int:
     for name in holes:  # one line each on stderr, as `run` fails on a metric named in --metrics it cannot compute
         print(f"error: metric {name} unavailable: {res.unavailable[name]}", file=sys.stderr)
     return 1 if res.errors or holes else 0
-
-
-def _run_versions(args: argparse.Namespace) -> int:
-    """Each --gen version in turn (worst exit code); with --prefetch N (default 1 on a GPU) the next N versions
-    are decoded in a background thread while one is scored. A decode error is raised when its version comes up,
-    as without prefetch."""
-    from harness.core.errors import BenchError
-    from harness.core.media import read_video_or_frames
-
-    given = getattr(args, "prefetch", None)
-    depth = (1 if str(args.device).startswith("cuda") else 0) if given is None else given
-    if depth < 0:
-        raise BenchError(f"--prefetch {depth}: expected a version count >= 0")
-    versions = [argparse.Namespace(**{**vars(args), "gen": g}) for g in args.gen]
-    if not depth:
-        return max(_run(v) for v in versions)
-    from harness.prefetch import Prefetcher
-
-    codes = []
-    with Prefetcher(list(args.gen), lambda g: read_video_or_frames(g, args.fps, args.max_frames), depth) as pf:
-        for v in versions:
-            codes.append(_run(v, decoded=pf.take(v.gen)))
-    return max(codes)
 
 
 def named_unavailable(unavailable: dict[str, str], names: list[str] | None, audio: Any) -> list[str]:

@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--role", default="all", choices=["all", "train", "test"],
                    help="which clips (default all: train clips train, test clips validate)")
     p.add_argument("--max-frames", type=int, default=None, help="first frames per clip (default all)")
-    p.add_argument("--features", default="logmel", choices=["logmel", "hubert"])
+    p.add_argument("--features", default="logmel", choices=["logmel", "hubert", "phones", "phones+logmel"])
     p.add_argument("--face-model", default="landmark68", choices=["landmark68", "bfm"])
     p.set_defaults(func=run)
 

@@ -43,6 +43,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-gpus", type=float, help="GPUs requested per Ray task (one clip; default 0)")
     p.add_argument("--device", help="metric device: cpu (default) | cuda | cuda:N | auto (cuda when a GPU is visible); "
                                     "a GPU that is not there exits 2")
+    p.add_argument("--face-detector", choices=["dlib", "mtcnn", "s3fd"],
+                   help="the ground truth's face-tracking detector: dlib (default, HOG, CPU), mtcnn (facenet_pytorch) or "
+                        "s3fd (face-alignment; needs its model file, see `realtalk-bench weights`); mtcnn / s3fd run "
+                        "on --device; part of the run identity, the metric protocols and the face-track cache key")
     p.add_argument("--prefetch", type=int, metavar="N",
                    help="local executor: prepare the ground truth (decode, face tracking, crops) of the next N clips "
                         "in a background thread while this one is scored (default: 1 on a GPU, 0 on a CPU; "
@@ -54,8 +58,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples (default 1000)")
     p.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE.py",
-                   help="module (from sys.path or the current directory) or .py file that registers methods/metrics "
-                        "(repeatable); installed packages register through entry points")
+                   help="module (from sys.path or the current directory), MODULE@DIR, or .py file that registers "
+                        "methods/metrics (repeatable); installed packages register through entry points")
     p.add_argument("--no-videos", action="store_true", default=None, help="do not write generated videos")
     p.add_argument("--retry-failed", action="store_true", default=None, help="redo clips whose record says failed")
     p.add_argument("--allow-failures", action="store_true", default=None,
@@ -77,7 +81,7 @@ def cli_options(args: argparse.Namespace) -> dict[str, Any]:
         "metric_args": parse_method_args(args.metric_arg, "--metric-arg", "METRIC") if args.metric_arg else None,
         "seed": args.seed, "n_boot": args.n_boot, "plugins": args.plugin, "no_videos": args.no_videos,
         "retry_failed": args.retry_failed, "allow_failures": args.allow_failures, "no_progress": args.no_progress,
-        "prefetch": args.prefetch,
+        "prefetch": args.prefetch, "face_detector": args.face_detector,
     }
 
 
@@ -85,7 +89,8 @@ def resolved_options(args: argparse.Namespace) -> dict[str, Any]:
     """--config file options with the command line's flags over them."""
     from harness.run_config import load_run_file, merge_options
 
-    return merge_options(load_run_file(args.config) if args.config else {}, cli_options(args))
+    cli = cli_options(args)
+    return merge_options(load_run_file(args.config, cli.get("plugins")) if args.config else {}, cli)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -105,18 +110,20 @@ def run(args: argparse.Namespace) -> int:
 
 def run_and_report(cfg: Any, no_progress: bool, allow_failures: bool, prefetch: int | None = None) -> int:
     """Run (or resume) cfg, print the tables and return the exit code (shared by `run` and `rerun`).
-    2 (one line on stderr) when --device names a GPU this machine does not have."""
+    2 (one line on stderr) when --device names a GPU this machine does not have, or --face-detector s3fd
+    lacks its model file."""
     import sys
 
     from rich.console import Console
 
+    from harness.core.faces.tracking import TrackingWeightsMissing
     from harness.devices import EXIT_DEVICE, DeviceError
     from harness.runner import render_summary, run_benchmark
 
     console = Console()
     try:
         summary = run_benchmark(cfg, progress=not no_progress, console=console, prefetch=prefetch)
-    except DeviceError as exc:
+    except (DeviceError, TrackingWeightsMissing) as exc:  # what this machine lacks for the run asked: exit 2
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DEVICE
     render_summary(summary, console)

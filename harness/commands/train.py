@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train-realtalk", help="output folder")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--max-frames", type=int, default=None, help="frames per clip (default all)")
-    p.add_argument("--features", default="logmel", choices=["logmel", "hubert"])
+    p.add_argument("--features", default="logmel", choices=["logmel", "hubert", "phones", "phones+logmel"])
     p.add_argument("--face-model", default="landmark68", choices=["landmark68", "bfm"])
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--a2e-dropout", type=float, default=None, help="A2E dropout (default: the config's)")

@@ -86,15 +86,11 @@ def count_params(module: torch.nn.Module | None) -> int | None:
 
 
 def count_flops(fn: Callable[[], Any]) -> int | None:
-    """FLOPs of one call counted by torch.utils.flop_counter (matmul/conv/attention; elementwise ops not counted)."""
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one call (matmul/conv/attention; elementwise ops not counted): harness.core.flops, which also
+    counts CPU attention and the fused inference transformer kernels that torch's counter cannot see."""
+    from harness.core.flops import count_flops as counted
 
-        with FlopCounterMode(display=False) as counter:
-            fn()
-        return int(counter.get_total_flops())
-    except Exception:  # noqa: BLE001 - an uncountable op must not kill the timing
-        return None
+    return counted(fn)
 
 
 def _rss_bytes() -> int:

@@ -262,6 +262,34 @@ STREAM_CHUNK_BYTES = 48 * 1024 ** 2  # decoded pixels per chunk of a streamed re
 # held twice while it is handed on, and its size only sets how often Python loops, not the decode speed)
 
 
+MMAP_THRESHOLD_BYTES = 1024 ** 2  # glibc: allocations at least this big are mmapped (returned to the OS on free)
+_malloc_fixed = False
+
+
+def keep_large_allocations_mapped() -> bool:
+    """Fix glibc's mmap threshold at MMAP_THRESHOLD_BYTES for this process (once; True when set).
+
+    Why: a streamed clip decodes full-resolution frames one after another (6.2 MB each at 1080p). glibc's
+    threshold is dynamic: after the first such block is freed it rises to that size, and from then on frames come
+    from the heap, where any small allocation that outlives a frame pins its hole; the heap then grew by about a
+    frame per chunk (measured on a 1-minute 1080p clip with lmd + ssim fed in chunks: +0.75 MB per frame, all of
+    it free memory that malloc_trim gave back; 5 minutes: over 1.4 GB). A fixed threshold keeps such blocks
+    mmapped, so the peak follows what is alive. A no-op where the C library has no mallopt (not glibc)."""
+    global _malloc_fixed
+    if _malloc_fixed:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_mmap_threshold = -3  # malloc.h M_MMAP_THRESHOLD
+        _malloc_fixed = bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        _malloc_fixed = False
+    return _malloc_fixed
+
+
 class StreamedFrames:
     """read_video's frames [T,H,W,3] uint8, decoded chunk by chunk on demand, so a long clip never holds all its
     full-resolution frames. chunks() is the bounded path; len/shape/dtype are free; [i] and [a:b] decode just
@@ -344,6 +372,7 @@ def open_video(path: str | os.PathLike, fps: float = 25.0, start: int = 0, max_f
     if start < 0:
         raise MediaError(f"negative start frame {start}", p)
     end = _output_end(p, info, fps, start, max_frames)
+    keep_large_allocations_mapped()  # frames decoded one after another must not fragment the heap
     log = _DecodeLog()
     first = _resampled(p, info, fps, start, start + 1, log)
     try:
@@ -472,52 +501,6 @@ def read_frame_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
         raise MediaError(f"unreadable frame image ({exc})", path) from None
-
-
-def fitted_chunks(frames: Any, n: int, size: int) -> Iterator[np.ndarray]:
-    """Exactly n frames (trimmed, or padded by holding the last frame) in chunks of at most `size`; `frames` is
-    an array or decodes in chunks (anything with chunks(size, start, stop): StreamedFrames, a frame folder),
-    so no more than one chunk is held."""
-    stop = min(len(frames), n)
-    if hasattr(frames, "chunks"):
-        chunks = frames.chunks(size, 0, stop)
-    else:
-        chunks = (np.array(frames[i:min(i + size, stop)]) for i in range(0, stop, size))
-    got, last = 0, None
-    for chunk in chunks:
-        last = chunk[-1:]
-        got += len(chunk)
-        yield chunk
-    while got < n and last is not None:
-        k = min(size, n - got)
-        got += k
-        yield np.repeat(last, k, axis=0)
-
-
-class ForwardFrames:
-    """Frames by index, read forward over one chunked pass of `frames` (StreamedFrames decodes a chunk at a time;
-    an array is sliced), for consumers that walk a clip in order (a StreamedFrames slice per request would seek
-    and decode from the previous keyframe each time). An index behind the current chunk is decoded on its own."""
-
-    def __init__(self, frames: Any, size: int):
-        self.frames = frames
-        chunks = getattr(frames, "chunks", None)
-        self.it = chunks(size) if chunks is not None else (frames[i:i + size] for i in range(0, len(frames), size))
-        self.lo, self.buf = 0, np.empty((0, *frames.shape[1:]), np.uint8)
-
-    def one(self, s: int) -> np.ndarray:
-        """Frame s as [1,H,W,3]."""
-        while s >= self.lo + len(self.buf):
-            nxt = next(self.it, None)
-            if nxt is None:
-                break
-            self.lo, self.buf = self.lo + len(self.buf), np.asarray(nxt)
-        if self.lo <= s < self.lo + len(self.buf):
-            return self.buf[s - self.lo:s - self.lo + 1]
-        return np.asarray(self.frames[s:s + 1])
-
-    def take(self, idx: list[int]) -> np.ndarray:
-        return np.concatenate([self.one(s) for s in idx])
 
 
 def read_video_or_frames(path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None) -> Video:

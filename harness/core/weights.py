@@ -356,3 +356,10 @@ register(WeightFile(
     locate=_own("hubert-large-ls960-ft"), url="https://huggingface.co/facebook/hubert-large-ls960-ft", license="Apache-2.0",
     is_dir=True, sha256_source="unpinned: a folder (the Hub lists per-file digests; the folder has no single one)",
 ))
+register(WeightFile(
+    key="pocketsphinx_en_us", purpose="PocketSphinx US-English acoustic model, cmudict and LMs (the 'phones' audio tokens)",
+    filename="en-us", locate=_in_package("pocketsphinx", "model", "en-us"), is_dir=True, bundled=True,
+    sha256="97f534d2cc8712953a75e4303600cfb93a20dd1f78b5f76cd2dfc1f794fa3616", size=37856806,
+    sha256_source="sha256 over the folder's files in path order (file_sha256) as installed from pocketsphinx 5.1.1 (PyPI)",
+    license="BSD-2-Clause (CMU Sphinx / Alpha Cephei)", notes="pocketsphinx==5.1.1",
+))

@@ -14,7 +14,8 @@ overlapping windows, random history, crossfade):
              warp prior and renderer, dlib on the rendered crops vs dlib on the ground truth (the renderer's
              ceiling on the figure);
 - bounds (--bounds): linear read-outs trained on the train clips (linear_bounds): from the log-mel tokens,
-             and from styletalk's forced phoneme labels (what perfect phonetics gives a linear model).
+             from PocketSphinx's phones ("phones" tokens, alone and with log-mel; when pocketsphinx is
+             installed) and from styletalk's forced phoneme labels (what perfect phonetics gives a linear model).
 
     .venv/bin/python tests/benchmarks/a2e_mouth_diagnostic.py --checkpoint realtalk/assets/realtalk-demo-small.pt
 """
@@ -134,12 +135,28 @@ def linear_bounds(fm: Any, split: str, root: str | None, clips: list[dict[str, A
     from harness.core.paths import data_root
     from realtalk.data import load_split_data
 
+    from realtalk.audio_features import get_featurizer
+
     base = data_root(root)
-    train = load_split_data(split, root, fm, pipe.featurizer, role="train", max_frames=750, log=lambda *a: None)
+    logmel = get_featurizer("logmel")
+    train = load_split_data(split, root, fm, logmel, role="train", max_frames=750, log=lambda *a: None)
     t_open = [face_opening(fm, torch.from_numpy(np.asarray(c.alpha))[None], torch.from_numpy(np.asarray(c.beta)),
                            torch.from_numpy(np.asarray(c.rho))) for c in train]
     mel = lambda a, n: _context(np.asarray(a)[:2 * n].reshape(n, -1), 8)  # noqa: E731
     f_mel = _ridge([mel(c.audio, len(c)) for c in train], t_open, 1e4)
+    phones = None
+    try:
+        phones = get_featurizer("phones")
+    except ImportError:  # pocketsphinx not installed: those rows are nan
+        pass
+    if phones is not None:  # +-2 frames, ridge 1e3 (alone); +-4 frames, ridge 1e4 with log-mel (feasibility grid)
+        t_ph = [c.audio for c in load_split_data(split, root, fm, phones, role="train", max_frames=750,
+                                                 log=lambda *a: None)]
+        ph2 = lambda a, n: _context(np.asarray(a)[:2 * n].reshape(n, -1), 2)  # noqa: E731
+        both = lambda a, m, n: _context(np.concatenate([np.asarray(a)[:2 * n].reshape(n, -1),  # noqa: E731
+                                                        np.asarray(m)[:2 * n].reshape(n, -1)], 1), 4)
+        f_ph2 = _ridge([ph2(a, len(c)) for a, c in zip(t_ph, train)], t_open, 1e3)
+        f_both = _ridge([both(a, c.audio, len(c)) for a, c in zip(t_ph, train)], t_open, 1e4)
     ph = [(phonemes_25fps(base, c.clip_id, len(c)), o) for c, o in zip(train, t_open)]
     ph = [(p, o) for p, o in ph if p is not None]
     onehot = lambda p: _context(np.eye(41)[p], 4)  # noqa: E731  (41 = len(styletalk/phindex.json))
@@ -149,8 +166,12 @@ def linear_bounds(fm: Any, split: str, root: str | None, clips: list[dict[str, A
         v, n = c["video"], c["n"]
         src = pipe.prepare(v.frames, v.fps, v.path, faces=c["faces"])
         fo = face_opening(fm, src.alpha, src.beta[:n], src.rho[:n])
-        tok = np.asarray(pipe.featurizer.features(c["audio"]), np.float32)
+        tok = np.asarray(logmel.features(c["audio"]), np.float32)
         row = {"logmel_linear~fit": pearson(f_mel(mel(tok, n)), fo)}
+        if phones is not None:
+            pt = np.asarray(phones.features(c["audio"]), np.float32)
+            row["phones_linear~fit"] = pearson(f_ph2(ph2(pt, n)), fo)
+            row["phones+mel_lin~fit"] = pearson(f_both(both(pt, tok, n)), fo)
         p = phonemes_25fps(base, c["id"], n)
         row["phoneme_linear~fit"] = pearson(f_ph(onehot(p)), fo) if (p is not None and f_ph is not None) \
             else float("nan")

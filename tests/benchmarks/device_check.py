@@ -287,21 +287,16 @@ def part_full_run(dry: bool, device: str, work: Path) -> dict[str, Any]:
                     write_videos=False, n_boot=100,
                     method_args={"realtalk": {"device": device, "checkpoint": str(ckpt)}})
     run_benchmark(cfg, progress=False)
-    rows: dict[str, dict[str, float]] = {}
-    for p in (out / "clips").rglob("*.json"):
-        rec = json.loads(p.read_text())
-        if rec.get("status") != "ok":
-            continue
-        n = int(rec.get("n_frames") or 0)
-        for k, s in {"generate": rec["timings"].get("generate_s"), **(rec["timings"].get("metrics") or {})}.items():
-            if s:
-                d = rows.setdefault(k, {"frames": 0, "s": 0.0})
-                d["frames"] += n
-                d["s"] += float(s)
-    fps = {k: v["frames"] / v["s"] for k, v in rows.items() if v["s"]}
+    from harness.record_rates import record_rates
+
+    rates = record_rates(out).get("realtalk")
+    if rates is None:
+        return {"status": "ran: no realtalk record"}
+    fps = {k: r.frames_per_s for k, r in rates.stages.items() if r.frames_per_s}
     for k, v in fps.items():
         print(f"{k:14s} {v:10.1f} frames/s (harness run, {device})")
-    return {"status": "ran", "frames_per_s": fps}
+    return {"status": "ran", "frames_per_s": fps, "records": rates.records, "failed": rates.failed,
+            "from_cache": rates.from_cache}
 
 
 # ------------------------------------------------------------------------------------------------ (d)

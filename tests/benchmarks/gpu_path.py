@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -35,20 +34,17 @@ def _run(folder: Path, prefetch: int, device: str, **kw) -> tuple[dict, float]:
 
 
 def _per_frame(run: Path) -> dict[str, dict[str, float]]:
-    """method -> {generate_ms, metrics_ms} per frame over its fresh records."""
-    out: dict[str, dict[str, float]] = {}
-    for rec_path in (run / "clips").rglob("*.json"):
-        rec = json.loads(rec_path.read_text())
-        if rec.get("status") != "ok":
-            continue
-        n = int(rec.get("n_frames") or 0)
-        d = out.setdefault(rec["method"], {"frames": 0, "gen_s": 0.0, "met_s": 0.0})
-        d["frames"] += n
-        d["gen_s"] += float(rec["timings"].get("generate_s") or 0.0)
-        d["met_s"] += float(sum((rec["timings"].get("metrics") or {}).values()))
-    return {m: {"generate_ms_per_frame": 1e3 * d["gen_s"] / max(1, d["frames"]),
-                "metrics_ms_per_frame": 1e3 * d["met_s"] / max(1, d["frames"]), "frames": d["frames"]}
-            for m, d in sorted(out.items())}
+    """method -> {generate_ms, metrics_ms} per frame over its fresh records (harness.record_rates)."""
+    from harness.record_rates import GENERATE, SUITE, record_rates
+
+    return {m: {"generate_ms_per_frame": r.stage(GENERATE).ms_per_frame, "metrics_ms_per_frame":
+                r.stage(SUITE).ms_per_frame, "frames": r.stage(GENERATE).frames, "from_cache": r.from_cache,
+                "failed": r.failed}
+            for m, r in sorted(record_rates(run).items())}
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
 
 
 def _values(run: Path) -> dict[tuple, float]:
@@ -85,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     same = all((runs[0] / f).read_bytes() == (runs[1] / f).read_bytes() for f in ("summary.json", "per_clip.csv"))
     print(f"prefetch 1 vs 0: summary.json + per_clip.csv byte-identical: {same}; wall ratio {walls[0] / walls[1]:.2f}x")
     for m, d in _per_frame(runs[1]).items():
-        print(f"  {m:>14}: generate {d['generate_ms_per_frame']:.2f} ms/frame, metric suite "
-              f"{d['metrics_ms_per_frame']:.2f} ms/frame ({d['frames']} frames)")
+        print(f"  {m:>14}: generate {_ms(d['generate_ms_per_frame'])} ms/frame, metric suite "
+              f"{_ms(d['metrics_ms_per_frame'])} ms/frame ({d['frames']} frames; {d['from_cache']} from the cache, "
+              f"{d['failed']} failed)")
     from harness.runner import RunConfig, select_clips
 
     _, chosen, _ = select_clips(RunConfig(out="x", **base))

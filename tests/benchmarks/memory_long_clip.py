@@ -35,6 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 W, H, FPS, SR = 1920, 1080, 25, 16000
+LIMIT_BYTES = 4.0e9  # issue 15 item 5: "under 4 GB" (decimal), the run's peak RSS
 
 
 def build_clip(data_root: Path, out: Path, seconds: float, width: int = W, height: int = H, blur: float = 0.0
@@ -160,8 +161,12 @@ def measure(manifest: Path, data: Path, out: Path, limit_gb: float, extra: list[
     peak = int(m.group(1)) if m else -1
     tail = "\n".join(line for line in (stdout + stderr).splitlines() if not line.startswith("\t"))[-3000:]
     print(tail)
-    print(f"exit {proc.returncode}; wall {wall.group(1) if wall else '?'}; peak RSS {peak / 1024 ** 2:.2f} GiB "
-          f"({peak} kB); samples in {log}", flush=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"exit {proc.returncode}; wall {wall.group(1) if wall else '?'}; CPU {usage.ru_utime + usage.ru_stime:.0f} s "
+          f"(user {usage.ru_utime:.0f} + sys {usage.ru_stime:.0f}); peak RSS {peak * 1024} B = "
+          f"{peak * 1024 / 1e9:.2f} GB = {peak / 1024 ** 2:.2f} GiB ({peak} kB; limit {LIMIT_BYTES:.1e} B: "
+          f"{'under' if 0 < peak * 1024 < LIMIT_BYTES else 'NOT under'}); load {Path('/proc/loadavg').read_text().strip()}"
+          f"; samples in {log}", flush=True)
     return proc.returncode, peak, tail
 
 
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     man = write_manifest(man_path, f"media/{name}")
     code, peak, _ = measure(man, a.workdir, a.workdir / f"run_{tag}{a.tag}", a.limit_gb, a.run_args,
                             ",".join(methods), a.metrics, not a.no_videos, a.sample_s)
-    return 0 if code == 0 and 0 < peak < 4 * 1024 ** 2 else 1
+    return 0 if code == 0 and 0 < peak * 1024 < LIMIT_BYTES else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Face detectors behind one interface: frame (uint8 RGB [H,W,3]) -> boxes [K,5] (x1,y1,x2,y2,score).
 
 Backends: dlib HOG (offline default, bundled with dlib), MTCNN (facenet_pytorch, weights bundled) and
-S3FD (face-alignment's network, used only when its official weights file is present). Large frames are
+S3FD (face-alignment's network, used only when its official weights file is present); the two torch networks
+take device= and name its type in params(). `run --face-detector` picks the ground truth's (faces/tracking.py). Large frames are
 detected on a downscaled copy and the boxes are mapped back, because detection cost grows with pixels
 while talking-head faces are big.
 """
@@ -48,6 +49,12 @@ def _finish(boxes: np.ndarray, factor: float, shape: tuple[int, ...]) -> np.ndar
     keep = (out[:, 2] - out[:, 0] > 1) & (out[:, 3] - out[:, 1] > 1)
     out = out[keep]
     return out[np.argsort(-out[:, 4], kind="stable")]
+
+
+def device_type(device: str) -> str:
+    """'cuda:1' -> 'cuda': in a detector's params (cache keys), since GPU and CPU convolutions round differently
+    (the ground-truth feature caches key on the device type the same way)."""
+    return str(device).split(":")[0]
 
 
 class FaceDetector(ABC):
@@ -123,10 +130,12 @@ class MTCNNDetector(FaceDetector):
         self.max_side = max_side
         self.min_face_size = min_face_size
         self.threshold = threshold
+        self.device = str(device)
         self._net = MTCNN(keep_all=True, min_face_size=min_face_size, device=device, post_process=False)
 
     def params(self) -> dict:
-        return {"max_side": self.max_side, "min_face_size": self.min_face_size, "threshold": self.threshold}
+        return {"max_side": self.max_side, "min_face_size": self.min_face_size, "threshold": self.threshold,
+                "device": device_type(self.device)}
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         import torch
@@ -155,10 +164,12 @@ class S3FDDetector(FaceDetector):
         self.weights_sha256 = weights.file_sha256(self.path)
         self.max_side = max_side
         self.threshold = threshold
+        self.device = str(device)
         self._det = SFDDetector(device=device, path_to_detector=self.path, filter_threshold=threshold)
 
     def params(self) -> dict:
-        return {"max_side": self.max_side, "threshold": self.threshold, "sha256": self.weights_sha256}
+        return {"max_side": self.max_side, "threshold": self.threshold, "sha256": self.weights_sha256,
+                "device": device_type(self.device)}
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         frame = _check_frame(frame)

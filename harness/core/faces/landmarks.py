@@ -117,32 +117,52 @@ def _fan_crop_input(frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.
     return inp, center, scale
 
 
+# Faces per FAN call (each with its flip: 2x as many images) when batch_size is not given. Measured on the shared
+# 2-core CPU, one thread, 16 faces in calls of 2 / 4 / 16, interleaved in one process: 1056 / 1063 / 1241 ms CPU
+# per face (a 16-face call's 32 x 256x256 activations page-fault and miss the caches; FLOP floor 759 ms). With 2
+# threads 16 was faster (bench floor: 1.9x vs 2.8x the floor; multi-threaded ops need the work), as on GPUs.
+FAN_CPU_BATCH = 4  # at one intra-op thread
+FAN_BATCH = 16  # more threads, or a GPU
+
+
 class FANLandmarker(LandmarkDetector):
     """face-alignment's 2D FAN (2DFAN-4). Pre/post-processing is face-alignment's own (crop around the
     box centre shifted up by 0.12 h, scale (w+h)/195, heatmap argmax with quarter-pixel refinement,
     flip averaging). Prefers the 1.5 state-dict file (`fan_2d_pth`), else the TorchScript zip (`fan_2d`).
 
     Speed (issue 16): the state-dict network runs BN-folded in channels_last (fold_fan), and landmarks_batch
-    runs `batch_size` faces AND their flipped copies in one network call (FAN has no cross-sample ops in
-    eval mode, so a batch equals one-at-a-time up to fp32 rounding). fast=False keeps the network as loaded."""
+    runs `batch_size` faces (default: FAN_CPU_BATCH at one CPU thread, else FAN_BATCH) AND their flipped copies in one
+    network call (FAN has no cross-sample ops in eval mode, so a batch equals one-at-a-time up to fp32
+    rounding). fast=False keeps the network as loaded."""
 
     name = "fan"
 
     def __init__(self, path: str | Path | None = None, device: str = "cpu", flip_input: bool = True,
-                 batch_size: int = 16, fast: bool = True):
+                 batch_size: int | None = None, fast: bool = True):
         if path is None:
             path = weights.require(fan_weights_key())  # raises, naming the file face-alignment 1.5 loads
         self.path = Path(path)  # type: ignore[arg-type]
         self.weights_sha256 = weights.file_sha256(self.path)
         self.device = device
         self.flip_input = flip_input
-        self.batch_size = max(1, int(batch_size))
+        self._batch = max(1, int(batch_size)) if batch_size else None
         self.fast = fast and self.path.suffix != ".zip"  # a TorchScript graph is run as shipped
         if self.path.suffix == ".zip":
             self._net = _load_fan_torchscript(self.path, device)
         else:
             net = _load_fan_state_dict(self.path, device)
             self._net = fold_fan(net) if self.fast else net
+
+    @property
+    def batch_size(self) -> int:
+        """Faces per network call: the given batch_size, else FAN_CPU_BATCH on CPU at one intra-op thread
+        (resolved per call: a pool worker sets its threads after building) and FAN_BATCH otherwise."""
+        import torch
+
+        if self._batch:
+            return self._batch
+        cpu1 = not str(self.device).startswith("cuda") and torch.get_num_threads() == 1
+        return FAN_CPU_BATCH if cpu1 else FAN_BATCH
 
     def heatmaps(self, x: Any) -> Any:
         """[B,3,256,256] in [0,1] -> [B,68,64,64] heatmaps (plus the flipped input's, flipped back, when
