@@ -20,10 +20,13 @@ METRICS = ["ssim", "psnr"]
 @pytest.fixture(scope="module")
 def stores(data_root, tmp_path_factory):
     """Run 1 generates t_shifted (cacheable) and fails t_broken; run 2, another folder, reads t_shifted's
-    frames from the cache. static_frame (a reference method) is never cached."""
+    frames from the cache. static_frame (a reference method) is never cached. Its own cache home: the session's
+    would hand t_shifted's frames to later tests that count t_shifted's generate calls (tests/test_runner.py)."""
     sup.register_standins()
+    mp = pytest.MonkeyPatch()
     try:
         tmp = tmp_path_factory.mktemp("rates")
+        mp.setenv("REALTALK_BENCH_HOME", str(tmp / "home"))
         split = sup.small_split(tmp, data_root, n_frames=20)
         runs = []
         for k in (1, 2):
@@ -35,6 +38,7 @@ def stores(data_root, tmp_path_factory):
             runs.append(out)
         yield runs
     finally:
+        mp.undo()
         sup.unregister_standins()
 
 
