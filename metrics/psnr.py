@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from metrics.base import FRAMES_TOTAL, FRAMES_USED, ChunkState, ClipInput, ClipResult, Metric, Protocol, register
-from metrics.ssim import _pair, check_pair
+from metrics.base import FRAMES_TOTAL, FRAMES_USED, ClipResult, Metric, Protocol, register
+from metrics.ssim import PerFramePair
 
 DATA_RANGE = 255.0
 MAX_DB = 100.0
@@ -27,7 +27,7 @@ def psnr_frames(gen: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 @register
-class PSNR(Metric):
+class PSNR(PerFramePair, Metric):
     """Peak signal-to-noise ratio of generated vs ground-truth crops (higher is better)."""
 
     name: ClassVar[str] = "psnr"
@@ -50,20 +50,6 @@ class PSNR(Metric):
         batching, like the chunking, cannot change it)."""
         step = max(1, self.batch_size)
         return np.concatenate([psnr_frames(gen[i:i + step], gt[i:i + step]) for i in range(0, len(gen), step)])
-
-    def compute_clip(self, clip: ClipInput) -> ClipResult:
-        return self._result(self.per_frame(*_pair(clip)))
-
-    def start(self, clip: ClipInput) -> ChunkState:
-        return ChunkState(clip)
-
-    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
-        gen, gt = check_pair(state.clip.clip_id, generated, ground_truth)
-        state.add(self.per_frame(gen, gt), len(gen))
-
-    def finish(self, state: ChunkState) -> ClipResult:
-        state.check_complete()
-        return self._result(state.joined())
 
     @staticmethod
     def _result(per: np.ndarray) -> ClipResult:

@@ -80,8 +80,34 @@ def _valid_1d(x, taps, dim: int):
     return acc
 
 
+class PerFramePair:
+    """compute_clip and the chunked start / update / finish of a metric that is a mean of per-frame values of
+    (generated, ground-truth) crop pairs (SSIM, PSNR): one per_frame(gen, gt) and one _result(per) serve both
+    paths, so the chunked value is the whole clip's bit for bit."""
+
+    def per_frame(self, gen: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _result(self, per: np.ndarray) -> ClipResult:
+        raise NotImplementedError
+
+    def compute_clip(self, clip: ClipInput) -> ClipResult:
+        return self._result(self.per_frame(*_pair(clip)))
+
+    def start(self, clip: ClipInput) -> ChunkState:
+        return ChunkState(clip)
+
+    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
+        gen, gt = check_pair(state.clip.clip_id, generated, ground_truth)
+        state.add(self.per_frame(gen, gt), len(gen))
+
+    def finish(self, state: ChunkState) -> ClipResult:
+        state.check_complete()
+        return self._result(state.joined())
+
+
 @register
-class SSIM(Metric):
+class SSIM(PerFramePair, Metric):
     """Structural similarity of generated vs ground-truth crops (higher is better, 1 = identical)."""
 
     name: ClassVar[str] = "ssim"
@@ -116,20 +142,6 @@ class SSIM(Metric):
         if self.backend == "torch":
             return ssim_torch(gen, gt, self.batch_size, self.device)
         return ssim_skimage(gen, gt)
-
-    def compute_clip(self, clip: ClipInput) -> ClipResult:
-        return self._result(self.per_frame(*_pair(clip)))
-
-    def start(self, clip: ClipInput) -> ChunkState:
-        return ChunkState(clip)
-
-    def update(self, state: ChunkState, generated: np.ndarray, ground_truth: np.ndarray | None) -> None:
-        gen, gt = check_pair(state.clip.clip_id, generated, ground_truth)
-        state.add(self.per_frame(gen, gt), len(gen))
-
-    def finish(self, state: ChunkState) -> ClipResult:
-        state.check_complete()
-        return self._result(state.joined())
 
     @staticmethod
     def _result(per: np.ndarray) -> ClipResult:
