@@ -16,9 +16,12 @@ CPU time counts only the time it ran (idle OpenMP threads spinning still count).
 machine it is the best estimate of the idle machine's wall ratio.
 
 The roofline side (not the target): MB/frame = the bytes eager torch moves (harness.core.flops.count_bytes:
-every op reads its inputs and writes its outputs once), mem ms = that over the memory bandwidth measured in the
+every kernel reads its inputs and writes its outputs once; composite ops such as instance_norm counted through
+their decomposition, the kernels eager runs), mem ms = that over the memory bandwidth measured in the
 same run (a large tensor copy, best of N, in CPU time). A network whose mem ms is near or above its floor ms is memory-bound:
 its FLOP ratio cannot reach 1 however good the GEMMs are, and only fusing or shrinking activations helps.
+roof ms = max(floor ms, mem ms) is that roofline floor and roof ratio = ms/frame over it: printed next to the
+FLOP-floor ratio, never instead of it (the pass column judges the FLOP-floor ratio only).
 """
 from __future__ import annotations
 
@@ -61,6 +64,19 @@ class FloorRow:
         if not self.bytes_per_frame or not self.mem_gbs:
             return None
         return self.bytes_per_frame / (self.mem_gbs * 1e9)
+
+    @property
+    def roof_s(self) -> float | None:
+        """The roofline floor (s/frame): max(FLOP floor, mem_s), the time the frame takes at the GEMM rate
+        or at the memory bandwidth, whichever binds; None without a byte count."""
+        mem = self.mem_s
+        return None if mem is None else max(self.floor_s, mem)
+
+    @property
+    def roof_ratio(self) -> float | None:
+        """s_per_frame / roof_s (not judged: the target stays on the FLOP-floor ratio)."""
+        roof = self.roof_s
+        return None if roof is None else self.s_per_frame / roof
 
     @property
     def achieved_gflops(self) -> float:
@@ -154,7 +170,7 @@ def format_table(rows: list[FloorRow], header: str = "") -> str:
     """The printed table: one line per network, ratio = measured / floor, against its target."""
     cols = f"{'network':34s} {'batch':>5s} {'thr':>3s} {'GFLOP/frame':>11s} {'ms/frame':>9s} {'GFLOP/s':>8s} " \
            f"{'GEMM GFLOP/s':>12s} {'floor ms':>9s} {'ratio':>6s} {'target':>6s} {'pass':>4s} " \
-           f"{'cpu ratio':>9s} {'MB/frame':>9s} {'mem GB/s':>8s} {'mem ms':>8s}  note"
+           f"{'cpu ratio':>9s} {'MB/frame':>9s} {'mem GB/s':>8s} {'mem ms':>8s} {'roof ms':>8s} {'roof ratio':>10s}  note"
     lines = [header] if header else []
     lines += [cols, "-" * len(cols)]
     for r in rows:
@@ -162,6 +178,7 @@ def format_table(rows: list[FloorRow], header: str = "") -> str:
                      f"{r.s_per_frame * 1e3:9.2f} {r.achieved_gflops:8.1f} {r.gemm_gflops:12.1f} "
                      f"{r.floor_s * 1e3:9.2f} {r.ratio:6.2f} {_target(r.target):>6s} {r.verdict:>4s} "
                      f"{_num(r.cpu_ratio, 1, 9, 2)} {_num(r.bytes_per_frame, 1e6, 9, 1)} {_num(r.mem_gbs, 1, 8, 1)} {_num(r.mem_s, 1e-3, 8, 2)}"
+                     f" {_num(r.roof_s, 1e-3, 8, 2)} {_num(r.roof_ratio, 1, 10, 2)}"
                      f"  {r.note}")
     judged = [r for r in rows if r.target is not None]
     if judged:
@@ -249,5 +266,7 @@ def floor_table(names: list[str] | None = None, repeats: int = 3, dlib_workers: 
                         "core excluded: the estimate that holds on a loaded machine, at 1 thread)",
                         "roofline (not judged): MB/frame = bytes eager torch reads + writes per frame "
                         "(harness.core.flops.count_bytes), mem ms = MB/frame / mem GB/s (tensor copy per CPU second, "
-                        "same threads, measured after each row); mem ms near floor ms = memory-bound"])
+                        "same threads, measured after each row); mem ms near floor ms = memory-bound",
+                        "roof ms (not judged) = max(floor ms, mem ms), the roofline floor; roof ratio = ms/frame / "
+                        "roof ms (the target stays on ratio)"])
     return rows, format_table(rows, header)

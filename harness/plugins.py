@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -80,15 +81,23 @@ def _load_file(spec: str) -> ModuleType:
     mspec = importlib.util.spec_from_file_location(name, path)
     if mspec is None or mspec.loader is None:
         raise PluginError("cannot be imported as a Python module", path)
+    return _exec_new_module(name, mspec, "plugin failed to import", path)
+
+
+def _exec_new_module(name: str, mspec: importlib.machinery.ModuleSpec, failure: str, path: Path) -> ModuleType:
+    """Create the module of `mspec`, enter it in sys.modules under `name` and run it; a module that raises is
+    taken out again (a later --plugin of the same name must not find half a module) and becomes one PluginError
+    line, `failure: <the exception's first line>`, naming `path`. Ctrl-C stays Ctrl-C."""
     mod = importlib.util.module_from_spec(mspec)
     sys.modules[name] = mod  # before exec: dataclasses and pickling look the module up by name
     try:
-        mspec.loader.exec_module(mod)
+        if mspec.loader is not None:
+            mspec.loader.exec_module(mod)
     except BaseException as exc:
         sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise PluginError(f"plugin failed to import: {_first_line(exc)}", path) from None
+        raise PluginError(f"{failure}: {_first_line(exc)}", path) from None
     return mod
 
 
@@ -123,8 +132,6 @@ def _inside(mod: ModuleType, folder: Path) -> bool:
 def _load_module_at(name: str, folder_spec: str) -> ModuleType:
     """`name@DIR`: the top-level module/package of name taken from DIR itself (not whatever sys.path or the
     current directory would find first), its submodules through its own __path__. sys.path is left alone."""
-    import importlib.machinery
-
     folder = Path(folder_spec).expanduser().resolve()
     if not folder.is_dir():
         raise PluginError(f"plugin {name!r}: folder not found", folder)
@@ -134,16 +141,7 @@ def _load_module_at(name: str, folder_spec: str) -> ModuleType:
         mspec = importlib.machinery.PathFinder.find_spec(top, [str(folder)])
         if mspec is None:
             raise PluginError(f"plugin {name!r}: no module or package {top!r} in this folder", folder)
-        mod = importlib.util.module_from_spec(mspec)
-        sys.modules[top] = mod
-        try:
-            if mspec.loader is not None:
-                mspec.loader.exec_module(mod)
-        except BaseException as exc:
-            sys.modules.pop(top, None)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise PluginError(f"plugin {name!r} failed to import: {_first_line(exc)}", folder) from None
+        mod = _exec_new_module(top, mspec, f"plugin {name!r} failed to import", folder)
     elif not _inside(mod, folder):
         where = getattr(mod, "__file__", None) or list(getattr(mod, "__path__", []) or [])
         raise PluginError(f"plugin {name!r}: a module {top!r} is already imported from {where}, not from this "

@@ -18,6 +18,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from realtalk.config import A2EConfig
@@ -95,10 +96,30 @@ class AudioToExpression(nn.Module):
             tokens.append(self.history_fc(history))
             codes.append(self.token_codes("history", c.n_history))
         x = torch.cat(tokens, dim=1) + torch.cat(codes).to(audio.dtype)
-        memory = self.encoder(x)
         queries = self.token_codes("query", c.T).to(audio.dtype).expand(audio.shape[0], -1, -1)
-        y = self.decoder(queries, memory)
+        if self.inference_layers_apply(x):
+            memory = x
+            for layer in self.encoder.layers:
+                memory = encoder_layer_inference(layer, memory)
+            y = queries
+            for layer in self.decoder.layers:
+                y = decoder_layer_inference(layer, y, memory)
+        else:
+            y = self.decoder(queries, self.encoder(x))
         return self.head(self.out_norm(y))
+
+    def inference_layers_apply(self, x: Tensor) -> bool:
+        """True when the transformer runs as `encoder_layer_inference` / `decoder_layer_inference` (no autograd,
+        eval, fp32/fp64, the pre-norm GELU layers built here): the same maths as nn.Transformer*Layer, minus
+        its CPU fast path's separate bias/rescale pass and layout copies."""
+        if torch.is_grad_enabled() or self.training or x.dtype not in (torch.float32, torch.float64):
+            return False
+        if torch.is_autocast_enabled(x.device.type):
+            return False
+        layers = [*self.encoder.layers, *self.decoder.layers]
+        return self.encoder.norm is None and self.decoder.norm is None and all(
+            lyr.norm_first and lyr.activation is F.gelu and lyr.self_attn.batch_first
+            and lyr.self_attn._qkv_same_embed_dim and lyr.self_attn.in_proj_bias is not None for lyr in layers)
 
     def token_times(self, kind: str, n: int) -> Tensor | None:
         """Time (video frames, relative to the window start) of each of n tokens of a kind; None = no time."""
@@ -114,6 +135,49 @@ class AudioToExpression(nn.Module):
         emb = self.modality.weight[MODALITIES[kind]].expand(n, -1)
         t = self.token_times(kind, n)
         return emb if t is None else emb + self.ppe.codes(t)
+
+
+def _attention(h: Tensor, kv: Tensor | None, mha: nn.MultiheadAttention) -> Tensor:
+    """nn.MultiheadAttention(h, kv, kv) of batch-first [B,L,d] tensors (kv None: self-attention), inference:
+    one projection GEMM per input (bias fused), per-head views (no copies), the fused SDPA kernel, the output
+    projection. Returns [B*L, d] (before the residual)."""
+    b, n, d = h.shape
+    nh = mha.num_heads
+    dh = d // nh
+    w, bias = mha.in_proj_weight, mha.in_proj_bias
+    if kv is None:
+        qkv = F.linear(h, w, bias).view(b, n, 3, nh, dh).permute(2, 0, 3, 1, 4)  # [3,B,H,L,dh] views
+        q, k, v = qkv.unbind(0)
+    else:
+        q = F.linear(h, w[:d], bias[:d]).view(b, n, nh, dh).transpose(1, 2)
+        k, v = F.linear(kv, w[d:], bias[d:]).view(b, kv.shape[1], 2, nh, dh).permute(2, 0, 3, 1, 4).unbind(0)
+    o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b * n, d)
+    return torch.addmm(mha.out_proj.bias, o, mha.out_proj.weight.t())
+
+
+def _feed_forward(h: Tensor, layer: nn.Module) -> Tensor:
+    f = F.gelu(F.linear(h, layer.linear1.weight, layer.linear1.bias))
+    return torch.addmm(layer.linear2.bias, f.reshape(-1, f.shape[-1]), layer.linear2.weight.t())
+
+
+def _ln(x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def encoder_layer_inference(layer: nn.TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """A pre-norm GELU nn.TransformerEncoderLayer in eval without autograd (dropout off, no mask):
+    x + SA(LN1 x), then + FF(LN2 x); residual adds in place on the fresh GEMM outputs."""
+    x = _attention(_ln(x, layer.norm1), None, layer.self_attn).view_as(x).add_(x)
+    return _feed_forward(_ln(x, layer.norm2), layer).view_as(x).add_(x)
+
+
+def decoder_layer_inference(layer: nn.TransformerDecoderLayer, y: Tensor, memory: Tensor) -> Tensor:
+    """A pre-norm GELU nn.TransformerDecoderLayer in eval without autograd and masks: y + SA(LN1 y),
+    + MHA(LN2 y, memory), + FF(LN3 y)."""
+    shape = (y.shape[0], y.shape[1], y.shape[2])
+    y = _attention(_ln(y, layer.norm1), None, layer.self_attn).view(shape).add_(y)
+    y = _attention(_ln(y, layer.norm2), memory, layer.multihead_attn).view(shape).add_(y)
+    return _feed_forward(_ln(y, layer.norm3), layer).view(shape).add_(y)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -19,9 +19,13 @@ expressions with realtalk.data.sample_history, as training does). No prediction 
 are independent and a clip's windows run as one batch. Shared frames are crossfaded linearly.
 
 Attention is fused: the renderer's reference cross-attention calls F.scaled_dot_product_attention, and the
-A2E's nn.Transformer layers in inference (eval + no grad) dispatch to the fused kernels
-(aten._transformer_encoder_layer_fwd / _native_multi_head_attention / scaled_dot_product_attention):
-tests/test_realtalk_fast.py records the dispatched ops to show it.
+A2E's transformer layers in inference (eval + no grad) run as realtalk.a2e.encoder_layer_inference /
+decoder_layer_inference: one bias-fused projection GEMM per input, scaled_dot_product_attention on per-head
+views, residual adds in place (in the profile of a 21-window call the nn fast path's separate
+_transform_bias_rescale_qkv pass and its layout copies were ~19% of self CPU time): tests/test_realtalk_fast.py
+records the dispatched ops to show it. In inference the
+renderer runs its fused no-grad paths too (realtalk.renderer.adain_leaky_relu, upsample2x_cat): the
+composite modules (autograd on) are the reference they are tested against.
 """
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # small config, 16 frames, interleaved in one process, process CPU per frame): 1 thread 150 ms at 2-frame calls,
 # 155 at 4, 207 at 16 (wall 449 / 476 / 623 ms under load 5-7). At 2 threads the opposite: 754 / 585 / 370 ms
 # (each op's parallel region needs the whole batch's work to pay its thread synchronisation), so with more than
-# one thread batches are not split.
+# one thread batches are not split. Re-measured with the fused no-grad renderer paths (issue 16 item 4; 1 thread,
+# interleaved, best process CPU per frame): 105.8 / 101.1 / 103.7 ms at 1- / 2- / 4-frame calls: 2 stays.
 CPU_CHUNK = 2
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
 

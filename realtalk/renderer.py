@@ -20,6 +20,10 @@ warped=) takes it per sample; without it the unwarped reference is used (as ref_
 
 Autocast/channels_last friendly: convs, GroupNorm, linear, SDPA only; AdaIN statistics in fp32.
 Per-sample normalisation only (GroupNorm/AdaIN), so the batched and the single-frame paths agree.
+Without autograd (inference) the same maths runs with fewer passes over the activations (issue 16 item 4):
+AdaIN + leaky ReLU as `adain_leaky_relu` (no NCHW copy of channels_last input), upsample + skip concat as
+`upsample2x_cat` (one write), activations and residual adds in place on fresh tensors. With autograd on, the
+composite code above runs unchanged (training). Same parameters, same state_dict keys.
 """
 from __future__ import annotations
 
@@ -52,9 +56,10 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1, stride) if (cin != cout or stride != 1) else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.c1(F.leaky_relu(self.n1(x), 0.2))
-        h = self.c2(F.leaky_relu(self.n2(h), 0.2))
-        return self.skip(x) + h
+        act = F.leaky_relu if torch.is_grad_enabled() else F.leaky_relu_  # in place on the fresh norm output
+        h = self.c1(act(self.n1(x), 0.2))
+        h = self.c2(act(self.n2(h), 0.2))
+        return self.skip(x) + h if torch.is_grad_enabled() else h.add_(self.skip(x))
 
 
 class Encoder(nn.Module):
@@ -90,6 +95,30 @@ def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
     return xn * (1 + scale[:, :, None, None].to(x.dtype)) + bias[:, :, None, None].to(x.dtype)
 
 
+def adain_leaky_relu(x: Tensor, scale: Tensor, bias: Tensor, slope: float = 0.2, eps: float = 1e-5) -> Tensor:
+    """F.leaky_relu(adain(x, scale, bias, eps), slope), the same maths. Without autograd on fp32/fp64 x it runs
+    as two-pass statistics (mean, then the mean of the squared deviations, as instance_norm does) over a
+    layout-preserving view, and one fused (x - mean) * ((1 + scale) * rstd) + bias with an in-place leaky ReLU:
+    no NCHW copy of a channels_last x (F.instance_norm copies it to NCHW for its batch-norm kernel and the
+    result stays NCHW): at [2,16,256,256] 4.2 ms against 14.3 ms, the same error against float64 (at 256 px the
+    AdaIN chain was about a quarter of the CPU renderer's time). Autograd and half-precision x take the
+    composite `adain`."""
+    if torch.is_grad_enabled() or x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
+        return F.leaky_relu(adain(x, scale, bias, eps), slope)
+    b, c, h, w = x.shape
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+    def per_channel_mean(t: Tensor) -> Tensor:  # [B,C]: over H, W, reduced along memory order
+        return t.permute(0, 2, 3, 1).reshape(b, h * w, c).mean(1) if cl else t.reshape(b, c, h * w).mean(2)
+
+    mean = per_channel_mean(x)
+    d = x - mean[:, :, None, None]
+    var = per_channel_mean(d * d)
+    a = (1 + scale.to(x.dtype)) * torch.rsqrt(var + eps)
+    y = torch.addcmul(bias.to(x.dtype)[:, :, None, None], d, a[:, :, None, None])
+    return F.leaky_relu_(y, slope)
+
+
 class AdaINResBlock(nn.Module):
     """Residual block with two AdaIN norms; its 4*C modulation numbers come from the FIA's MLP."""
 
@@ -101,9 +130,29 @@ class AdaINResBlock(nn.Module):
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         s1, b1, s2, b2 = style.split(self.c, dim=1)
-        h = self.c1(F.leaky_relu(adain(x, s1, b1), 0.2))
-        h = self.c2(F.leaky_relu(adain(h, s2, b2), 0.2))
-        return x + h
+        h = self.c1(adain_leaky_relu(x, s1, b1, 0.2))
+        h = self.c2(adain_leaky_relu(h, s2, b2, 0.2))
+        return h.add_(x) if not torch.is_grad_enabled() else x + h
+
+
+def upsample2x_cat(x: Tensor, skip: Tensor) -> Tensor:
+    """torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], 1), bit for bit, written once: each
+    input is copied straight into its channels of the output (in x's memory format), with no upsampled
+    intermediate (at 256 px the upsample + cat were ~5% of the CPU renderer)."""
+    b, c, h, w = x.shape
+    if skip.shape[0] != b or skip.shape[2:] != (2 * h, 2 * w) or skip.dtype != x.dtype:
+        return torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1)
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    out = torch.empty((b, c + skip.shape[1], 2 * h, 2 * w), dtype=x.dtype, device=x.device, memory_format=fmt)
+    if cl:
+        o = out.permute(0, 2, 3, 1)  # [B,2H,2W,C'] contiguous view
+        o.view(b, h, 2, w, 2, -1)[..., :c].copy_(x.permute(0, 2, 3, 1)[:, :, None, :, None, :])
+        o[..., c:].copy_(skip.permute(0, 2, 3, 1))
+    else:
+        out[:, :c].view(b, c, h, 2, w, 2).copy_(x[:, :, :, None, :, None])
+        out[:, c:].copy_(skip)
+    return out
 
 
 class FIAModule(nn.Module):
@@ -126,9 +175,12 @@ class FIAModule(nn.Module):
         self.attn = build_reference_module(cfg.reference_module, cout, c_ref, cfg) if c_ref else None
 
     def forward(self, x: Tensor, skip: Tensor, code: Tensor, ref: Tensor | None) -> Tensor:
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        x = self.merge(torch.cat([x, skip], dim=1))
+        if self.upsample and not torch.is_grad_enabled():
+            x = self.merge(upsample2x_cat(x, skip))
+        else:
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = self.merge(torch.cat([x, skip], dim=1))
         styles = self.mlp(code).chunk(len(self.blocks), dim=1)
         for blk, st in zip(self.blocks, styles):
             x = blk(x, st)

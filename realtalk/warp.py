@@ -22,6 +22,15 @@ SIGMA_FRAC = 0.016  # kernel width as a fraction of the crop side: 4 px at 256 (
 EPS = 1e-3
 
 
+CUT = 40.0  # kernel factors exp(-z) with z > CUT (e^-40 = 4e-18) are set to 0 (see landmark_flow)
+
+
+def _gauss(dist: Tensor, sigma: float) -> Tensor:
+    """exp(-dist^2 / 2 sigma^2), 0 where the exponent is below -CUT (no subnormal products downstream)."""
+    z = dist ** 2 / (2 * sigma * sigma)
+    return torch.exp(-z).masked_fill(z > CUT, 0.0)
+
+
 def landmark_flow(ref_pts: Tensor, tgt_pts: Tensor, size: int, sigma: float | None = None) -> Tensor:
     """Sampling grid [B,H,W,2] (grid_sample's normalised x,y, align_corners=False) from points [B,K,2] px."""
     sigma = float(sigma if sigma is not None else SIGMA_FRAC * size)
@@ -30,8 +39,10 @@ def landmark_flow(ref_pts: Tensor, tgt_pts: Tensor, size: int, sigma: float | No
     # g_k(x,y) = exp(-(x-tx_k)^2/2s^2) exp(-(y-ty_k)^2/2s^2) is separable: the sums over k are [B,H,K] @ [B,K,W]
     # products, so the [B,HW,K] kernel (65536 x 68 exps per frame at 256 px, most of the renderer stage's CPU
     # time) is never formed; same maths, fp32 rounding differs (tests/test_realtalk_warp.py)
-    gx = torch.exp(-(c[None, :, None] - t[:, None, :, 0]) ** 2 / (2 * sigma * sigma)).transpose(1, 2)  # [B,K,W]
-    gy = torch.exp(-(c[None, :, None] - t[:, None, :, 1]) ** 2 / (2 * sigma * sigma))  # [B,H,K]
+    # factors below exp(-CUT) are set to 0: their products would be subnormal floats, which make the x86 GEMM
+    # ~20x slower (measured: 1.5 ms vs 0.07 ms per [256,68] x [68,256] bmm); d moves by < 68 e^-CUT |disp| / EPS
+    gx = _gauss(c[None, :, None] - t[:, None, :, 0], sigma).transpose(1, 2)  # [B,K,W]
+    gy = _gauss(c[None, :, None] - t[:, None, :, 1], sigma)  # [B,H,K]
     disp = (ref_pts.float() - t)  # [B,K,2]
     den = torch.bmm(gy, gx)[..., None] + EPS  # [B,H,W,1]
     d = torch.stack([torch.bmm(gy * disp[:, None, :, i], gx) for i in range(2)], -1) / den

@@ -120,7 +120,7 @@ METRIC_CASES = [
     ("missing file", "good.mp4", "not_there.mp4", None, 1, "file does not exist", "not_there.mp4"),
     # scored, with a warning line naming the file
     ("corrupt frame in the middle (decodes the rest)", "corrupt_frame.mp4", "corrupt_frame.mp4", "speech.wav", 0,
-     "1 corrupt video frame(s)", "corrupt_frame.mp4"),
+     "1 corrupt video frame(s) at 0.60s", "corrupt_frame.mp4"),  # packet 15 of 30 at 25 fps (cm.corrupt_middle)
     ("generated of another resolution, same aspect", "good.mp4", "gen_128.mp4", None, 0,
      "generated frames 128x128 resized to the ground truth's 256x256", "gen_128.mp4"),
     ("face missing on 8 frames (within the 25-frame gap rule)", "face_gap_8.mp4", "face_gap_8.mp4", None, 0,
@@ -129,6 +129,48 @@ METRIC_CASES = [
     ("video without audio, no --audio", "no_audio.mp4", "no_audio.mp4", None, 1,
      "error: metric av_sync unavailable: needs the driving audio", None),
 ]
+
+
+@pytest.mark.parametrize("gop", ["intra", "gop12-bframes"])
+def test_corrupt_frame_found_whatever_the_decoder_threads(data_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, gop: str) -> None:
+    """The same corrupt packet, decoded with 1 and with 3 threads: FFmpeg raises a few packets late with frame
+    threads and, on one thread, conceals an intra frame and flags it instead of raising. Either way the file
+    reads as the same frames, with 1 corrupt frame at the corrupted packet's own time, whole or streamed."""
+    import warnings
+
+    import harness.core.media as media
+
+    opts = {"g": "1", "crf": "18"} if gop == "intra" else {"g": "12", "crf": "18"}
+    frames = cm.base_frames(data_root, N)
+    src = cm.encode(tmp_path / "src.mp4", frames, options=opts)
+    bad = tmp_path / "bad.mp4"
+    k = cm.corrupt_middle(src, bad)  # index in decode order
+    import av
+
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        pts = sorted(float(pk.pts * v.time_base) for pk in c.demux(v) if pk.size)
+        c.seek(0)
+        decode_order = [float(pk.pts * v.time_base) for pk in c.demux(v) if pk.size]
+    want = decode_order[k]
+    assert want in pts
+    seen = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(media, "DECODE_THREADS", threads)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            whole = media.read_video(bad)
+            native = media.read_video(bad, fps=None)
+            streamed = media.open_video(bad)
+            chunks = np.concatenate(list(streamed.frames.chunks(size=7)))
+        assert whole.corrupt_frames == native.corrupt_frames == streamed.frames.corrupt_frames == 1, threads
+        np.testing.assert_array_equal(chunks, whole.frames)
+        msgs = [str(w.message) for w in said if "corrupt" in str(w.message)]
+        assert msgs and all(f"1 corrupt video frame(s) at {want:.2f}s" in m for m in msgs), (threads, msgs)
+        assert len(native.frames) == N - 1  # native frames: the corrupt one is not there
+        seen[threads] = whole.frames
+    np.testing.assert_array_equal(seen[1], seen[3])
 
 
 @pytest.mark.parametrize("case,gt,gen,audio,code,says,names", METRIC_CASES, ids=[c[0] for c in METRIC_CASES])

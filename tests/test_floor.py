@@ -41,6 +41,23 @@ def test_memory_columns_are_bytes_over_the_measured_bandwidth():
     assert bare[11:15] == ["-", "-", "-", "-"]
 
 
+def test_roofline_columns_are_max_of_flop_and_byte_time():
+    """roof ms = max(floor ms, mem ms) and roof ratio = ms/frame over it, printed after mem ms; the judged ratio
+    and verdict stay on the FLOP floor (a memory-bound row can fail while its roof ratio is small)."""
+    mem_bound = FloorRow("net", 4, 1, 10e9, 0.25, 100.0, target=1.5, bytes_per_frame=2e9, mem_gbs=10.0)
+    assert mem_bound.floor_s == pytest.approx(0.1) and mem_bound.mem_s == pytest.approx(0.2)
+    assert mem_bound.roof_s == pytest.approx(0.2) and mem_bound.roof_ratio == pytest.approx(1.25)
+    assert mem_bound.ratio == pytest.approx(2.5) and mem_bound.verdict == "FAIL"
+    cols = format_table([mem_bound]).splitlines()[2].split()
+    assert cols[8] == "2.50" and cols[14:17] == ["200.00", "200.00", "1.25"]
+    flop_bound = FloorRow("net", 4, 1, 10e9, 0.25, 100.0, bytes_per_frame=2e8, mem_gbs=10.0)
+    assert flop_bound.roof_s == pytest.approx(0.1) and flop_bound.roof_ratio == pytest.approx(2.5)
+    bare = FloorRow("net", 4, 1, 10e9, 0.25, 100.0)
+    assert bare.roof_s is None and bare.roof_ratio is None
+    assert format_table([bare]).splitlines()[2].split()[15:17] == ["-", "-"]
+    assert "roof ratio" in format_table([bare]).splitlines()[0]
+
+
 def test_cpu_ratio_is_cpu_seconds_over_flops_at_the_cpu_gemm_rate():
     """cpu ratio: CPU s/frame over FLOPs / (GEMM FLOPs per CPU second); the wall ratio and verdict are
     unchanged by it (a loaded machine: wall 0.25 s, CPU 0.12 s)."""
@@ -63,6 +80,29 @@ def test_count_bytes_reads_inputs_writes_outputs_and_skips_views():
     assert count_bytes(lambda: y.mul_(2)) == 2 * n
     col = torch.zeros(100, 1)
     assert count_bytes(lambda: x + col.expand(100, 100)) == 2 * n + 100 * 4
+
+
+def test_count_bytes_counts_the_kernels_a_composite_op_runs():
+    """In inference mode composite ops reach the counter whole; it counts their decomposition, the kernels
+    eager runs: F.instance_norm of a channels_last tensor is a layout copy + the normalisation (4 passes),
+    of a contiguous one the normalisation only (2); an allocation moves nothing."""
+    from harness.core.flops import count_bytes
+
+    x = torch.rand(2, 8, 16, 16)
+    n = x.numel() * 4
+    stats = 2 * 16 * 4  # mean and inverse std of the 16 (sample, channel) pairs
+
+    def norm(t: torch.Tensor):
+        return lambda: _in_inference(lambda: torch.nn.functional.instance_norm(t))
+
+    assert count_bytes(norm(x)) == 2 * n + stats
+    assert count_bytes(norm(x.contiguous(memory_format=torch.channels_last))) == 4 * n + stats
+    assert count_bytes(lambda: torch.empty(100, 100)) == 0
+
+
+def _in_inference(fn):
+    with torch.inference_mode():
+        return fn()
 
 
 def test_verdict_column_passes_and_fails_against_the_target():

@@ -1,8 +1,11 @@
 """Odd but valid media just work (issue 15 item 2): each built at test time from the real clips in ../shared/data
 and scored through the metrics path (`realtalk-bench metrics`: read -> ground truth's crop track -> metrics).
-A file against itself must give LMD 0 and SSIM 1 (identical crops: the metrics' own fixed points)."""
+A file against itself must give LMD 0 and SSIM 1 (identical crops: the metrics' own fixed points).
+
+Set ODD_MEDIA_TABLE=PATH to write the table of every case (case, what was read, result, warnings) as markdown."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +20,27 @@ from harness.cli import main  # noqa: E402
 from harness.core.media import probe_audio, probe_video, read_audio, read_video  # noqa: E402
 
 N = 30
+TABLE: list[tuple[str, str, str, str]] = []
+
+
+def _record(case: str, media: str, result: str, said: list[str] | str = "") -> None:
+    """One row of the ODD_MEDIA_TABLE: written only after the test's asserts passed (a failing case has no row)."""
+    text = said if isinstance(said, str) else " / ".join(said)
+    TABLE.append((case, media, result, text.strip().replace("|", "\\|").replace("\n", " ")))
+
+
+def _scores(values: dict) -> str:
+    return f"LMD {values['LMD']:g}, M-LMD {values['M-LMD']:g}, FaceCov {values['FaceCov']:g}, SSIM {values['SSIM']:.12g}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_table():
+    yield
+    out = os.environ.get("ODD_MEDIA_TABLE")
+    if out and TABLE:
+        lines = ["| case | read as | result | warnings |", "|---|---|---|---|"]
+        lines += [f"| {c} | {m} | {r} | {w or '—'} |" for c, m, r, w in TABLE]
+        Path(out).write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +63,11 @@ def self_scores(path: Path, audio: np.ndarray | None = None) -> tuple[dict, list
     return {**res.values["lmd"], **res.values["ssim"]}, [str(w.message) for w in said]
 
 
+def _short(said: list[str], tmp: Path) -> list[str]:
+    """The warnings as a reader sees them, without the test's temporary folder."""
+    return [w.replace(str(tmp) + "/", "") for w in said]
+
+
 def assert_identity(values: dict) -> None:
     assert values["LMD"] == 0.0 and values["M-LMD"] == 0.0 and values["FaceCov"] == 1.0
     assert values["SSIM"] == pytest.approx(1.0, abs=1e-12)
@@ -52,8 +81,11 @@ def test_mpeg4_part2_with_16k_stereo_aac(src, tmp_path: Path) -> None:
     assert info.codec == "mpeg4" and ainfo.codec == "aac" and ainfo.channels == 2 and ainfo.sample_rate == 16000
     mono = read_audio(p)  # down-mixed, 16 kHz
     assert abs(len(mono) - len(speech)) <= 1024 + 2048  # AAC frame + priming padding
-    values, _ = self_scores(p, mono[: N * 640])
+    values, said = self_scores(p, mono[: N * 640])
     assert_identity(values)
+    _record("MPEG-4 Part 2 video, 16 kHz stereo AAC", f"{info.codec} {info.width}x{info.height}, {ainfo.codec} "
+            f"{ainfo.sample_rate} Hz {ainfo.channels} ch -> {len(mono)} mono samples", _scores(values),
+            _short(said, tmp_path))
 
 
 def test_hevc_portrait_1080x1920_small_face(src, tmp_path: Path) -> None:
@@ -80,6 +112,9 @@ def test_hevc_portrait_1080x1920_small_face(src, tmp_path: Path) -> None:
     assert np.all(np.abs(cx - (x0 + side / 2)) < side / 4) and np.all(np.abs(cy - (y0 + side / 2)) < side / 4)
     assert faces.found.all()
     assert not any("small face" in s for s in said)  # ~200 px of frame for a 256 crop: no warning due
+    _record("HEVC 1080x1920 portrait, small face (220 px)", f"{info.codec} {info.width}x{info.height}; face "
+            f"found on {int(faces.found.sum())}/{len(faces.found)} frames, crop centre within 55 px of the face's",
+            _scores(values), _short(said, tmp_path))
 
 
 def test_tiny_face_crop_upscaled_with_a_warning(src, tmp_path: Path) -> None:
@@ -93,6 +128,7 @@ def test_tiny_face_crop_upscaled_with_a_warning(src, tmp_path: Path) -> None:
     values, said = self_scores(p)
     assert_identity(values)
     assert any("small face" in s and "upscaled" in s and str(p) in s for s in said), said
+    _record("tiny face (100 px in 256x256)", "h264 256x256", _scores(values), _short(said, tmp_path))
 
 
 def test_rotation_tag_is_honoured(src, tmp_path: Path) -> None:
@@ -119,7 +155,10 @@ def test_rotation_tag_is_honoured(src, tmp_path: Path) -> None:
     a, b = read_video(rot), read_video(upright)
     assert a.info.rotation == 90
     np.testing.assert_array_equal(a.frames, b.frames)
-    assert_identity(self_scores(rot)[0])
+    values, said = self_scores(rot)
+    assert_identity(values)
+    _record("rotation tag (display matrix +90)", f"rotation {a.info.rotation}, frames equal to the upright file's",
+            _scores(values), _short(said, tmp_path))
 
 
 def test_grayscale_video(src, tmp_path: Path) -> None:
@@ -127,7 +166,10 @@ def test_grayscale_video(src, tmp_path: Path) -> None:
     p = cm.encode(tmp_path / "gray.mp4", frames, pix_fmt="gray", gray=True, options={"crf": "12"})
     v = read_video(p)
     assert (v.frames[..., 0] == v.frames[..., 1]).all() and (v.frames[..., 1] == v.frames[..., 2]).all()
-    assert_identity(self_scores(p)[0])
+    values, said = self_scores(p)
+    assert_identity(values)
+    _record("grayscale video", f"pix_fmt gray -> {v.frames.shape[-1]} equal channels", _scores(values),
+            _short(said, tmp_path))
 
 
 @pytest.mark.parametrize("rate,channels,width", [(8000, 1, 2), (44100, 1, 2), (48000, 1, 2), (16000, 2, 2),
@@ -157,6 +199,9 @@ def test_wav_variants_as_driving_audio(src, tmp_path: Path, rate: int, channels:
         assert np.corrcoef(back[core], low[core])[0, 1] > 0.98 and corr > 0.9
     else:
         assert corr > 0.999
+    _record(f"wav {rate} Hz, {channels} ch, {8 * width}-bit as driving audio",
+            f"{len(back)} samples at 16 kHz mono ({len(speech)} expected)",
+            f"r with the 16 kHz source {corr:.4f}" + (" (band-limited source: > 0.98)" if rate == 8000 else ""))
 
 
 def test_audio_much_longer_than_the_video_is_cut_and_reported(data_root: Path, src, tmp_path: Path,
@@ -170,6 +215,8 @@ def test_audio_much_longer_than_the_video_is_cut_and_reported(data_root: Path, s
     assert code == 0
     assert (f"warning: {long_wav}: audio is {dur:.2f}s, the 30 scored frames 1.20s: cut to the frames "
             f"({dur - 1.2:.2f}s dropped)") in err, err
+    _record("audio much longer than the video", f"`metrics --audio` {dur:.2f} s for 30 frames", f"exit {code}",
+            [ln.replace(str(data_root) + "/", "") for ln in err.splitlines() if ln.startswith("warning:")])
 
 
 def test_silence_as_driving_audio(src, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -185,6 +232,14 @@ def test_silence_as_driving_audio(src, tmp_path: Path, capsys: pytest.CaptureFix
     assert code == (0 if weights.available("syncnet_v2") else 1) and "SSIM" in out
     assert "unavailable av_sync: needs speech: the driving audio is silent (peak -inf dBFS" in out
     assert "unavailable syncnet:" in out  # silent, or its weights are absent: either way said, no division by 0
+    said = [ln.strip().split(" (put the official file")[0] for ln in out.splitlines() if "unavailable" in ln]
+    alone = main(["metrics", "--gt", str(p), "--gen", str(p), "--audio", str(quiet), "--metrics", "ssim,av_sync"])
+    out2 = capsys.readouterr().out
+    assert alone == 0 and "unavailable av_sync: needs speech" in out2  # silence itself is not a failure
+    _record("silence as driving audio", "`metrics --metrics ssim,av_sync[,syncnet] --audio silence.wav`",
+            f"exit {alone} for ssim,av_sync; exit {code} with syncnet" + (
+                "" if code == 0 else " (its weights are absent here: a named metric whose file is missing fails "
+                "the command)"), said)
 
 
 def test_two_faces_largest_tracked_with_a_warning(data_root: Path, src, tmp_path: Path) -> None:
@@ -204,6 +259,8 @@ def test_two_faces_largest_tracked_with_a_warning(data_root: Path, src, tmp_path
 
     boxes = clip_faces(read_video(p)).crop_track.boxes
     assert np.all((boxes[:, 0] + boxes[:, 2]) / 2 < 256)  # the big face on the left
+    _record("two faces in the frame", "h264 480x256; the crop track stays on the larger (left) face",
+            _scores(values), _short(said, tmp_path))
 
 
 def test_crossing_frames_are_named() -> None:
@@ -235,3 +292,6 @@ def test_names_with_spaces_and_non_ascii(src, tmp_path: Path, capsys: pytest.Cap
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["results"]["reconstruction"]["ground_truth"]["SSIM"]["mean"] == pytest.approx(1.0)
     assert (out / "videos/ground_truth/reconstruction/clip é 1.mp4").exists()
+    _record("names with spaces and non-ASCII", "`données de test ü/clips 名前/clip é 1.mp4`: metrics, "
+            "splits verify, run", "exit 0 each; run SSIM mean "
+            f"{summary['results']['reconstruction']['ground_truth']['SSIM']['mean']:.12g}")

@@ -421,6 +421,32 @@ def test_module_at_folder_takes_the_folders_module(tmp_path: Path, monkeypatch: 
     _one_line_error(capsys.readouterr().err, f"no module or package '{pkg}_x' in this folder")
 
 
+def test_a_plugin_that_raises_leaves_no_half_module(tmp_path: Path, clean_registries,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """Both loaders (a .py file, MODULE@DIR) take a module that raised out of sys.modules again: the one-line error
+    names it, and the same --plugin, once fixed, imports afresh instead of handing back the half-run module."""
+    import uuid
+
+    from harness.plugins import load_plugin
+
+    name = f"rtb_raises_{uuid.uuid4().hex[:8]}"
+    file_plugin = tmp_path / f"{name}_file.py"
+    (tmp_path / name).mkdir()
+    init = tmp_path / name / "__init__.py"
+    broken = "STATE = 'half'\nraise RuntimeError('not yet')\n"
+    for spec, src in ((str(file_plugin), file_plugin), (f"{name}@{tmp_path}", init)):
+        src.write_text(broken)
+        assert main(["methods", "list", "--plugin", spec]) == 1
+        _one_line_error(capsys.readouterr().err, "failed to import", "RuntimeError: not yet")
+        assert not [k for k in sys.modules if k.startswith(name)], spec
+        src.write_text("STATE = 'whole'\n")
+        try:
+            assert load_plugin(spec).STATE == "whole"
+        finally:
+            for k in [k for k in sys.modules if k.startswith(name)]:
+                del sys.modules[k]
+
+
 def test_ray_ships_a_module_at_folder(tmp_path: Path) -> None:
     """A MODULE@DIR plugin goes to Ray workers as its top-level package from DIR, imported there by name."""
     from harness.executors import plugin_shipment

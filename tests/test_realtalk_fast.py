@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import math
 
 import pytest
 import torch
@@ -194,9 +195,9 @@ class _Ops(TorchDispatchMode):
 
 
 def test_a2e_attention_dispatches_to_fused_kernels(nets):
-    """nn.MultiheadAttention in eval + inference mode takes the fused paths: encoder layers run as one
-    native op (_transformer_encoder_layer_fwd, SDPA inside), decoder self-attention as
-    _native_multi_head_attention, cross-attention as scaled_dot_product_attention; no unfused softmax."""
+    """In eval + inference mode the A2E's transformer runs as realtalk.a2e.encoder_layer_inference /
+    decoder_layer_inference: every attention (encoder self-attention, decoder self- and cross-attention) is one
+    fused scaled_dot_product_attention; no unfused softmax or attention bmm; the biases ride in the GEMMs."""
     cfg, a2e, _ = nets
     c = cfg.a2e
     x = (torch.randn(1, c.n_audio_tokens, c.audio_dim), torch.randn(1, c.n_id), torch.randn(1, c.n_history, c.n_exp))
@@ -204,10 +205,8 @@ def test_a2e_attention_dispatches_to_fused_kernels(nets):
         a2e(*x)
     ops = rec.ops
     print("A2E attention ops:", {k: v for k, v in ops.items() if "att" in k or "transformer" in k or "softmax" in k})
-    assert ops["aten._transformer_encoder_layer_fwd"] == c.n1
-    fused_dec = ops["aten._native_multi_head_attention"] + ops["aten.scaled_dot_product_attention"]
-    assert fused_dec == 2 * c.n2  # self- and cross-attention per decoder layer
-    assert not any("softmax" in k or k.endswith(".bmm") for k in ops)
+    assert ops["aten.scaled_dot_product_attention"] == c.n1 + 2 * c.n2
+    assert not any("softmax" in k or k.endswith(".bmm") or "_transform_bias_rescale" in k for k in ops)
 
 
 def test_renderer_attention_uses_sdpa(nets):
@@ -400,3 +399,179 @@ def test_vectorised_crossfade_equals_frame_by_frame(nets):
     assert torch.equal(clip.frames(range(n)), one_by_one)
     assert torch.equal(clip.frames([27, 3, 14]), one_by_one[[27, 3, 14]])
     assert clip.frames([]).shape == (0, cfg.a2e.n_exp)
+
+
+# ------------------------------------------------------------------ issue 16 item 4: the no-autograd CPU paths
+# Inference (no autograd) runs the renderer's AdaIN as two-pass statistics + one fused modulation with an
+# in-place leaky ReLU, its upsample + skip concatenation as one write, and the A2E's transformer layers as
+# realtalk.a2e.encoder_layer_inference / decoder_layer_inference. With autograd on, the modules run the
+# composite code (instance_norm, interpolate + cat, nn.Transformer*Layer): the reference these are held to.
+
+
+def _reference_and_fp64(module, fn):
+    """(fp32 output with autograd on: the composite eager path, fp64 output of the same composite path)."""
+    with torch.enable_grad():
+        want = fn(module, torch.float32).detach()
+        want64 = fn(copy.deepcopy(module).double(), torch.float64).detach()
+    return want, want64
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 16, 32, 32), (3, 24, 8, 8)])
+def test_adain_leaky_relu_equals_the_composite(shape, channels_last):
+    """adain_leaky_relu without autograd = F.leaky_relu(adain(...)) (instance_norm, modulation, leaky ReLU),
+    in the input's layout. Both are fp32 evaluations of the same formula: each output carries the rounding
+    of two reductions over n = H*W values (mean, mean square deviation) and a few elementwise ops, so both
+    sit within eps * sqrt(n) (random-walk accumulation, as tests/_numerics.rounding_bound) of the fp64
+    result, times the output scale; held to that against fp64 and to twice it against each other."""
+    from realtalk.renderer import adain, adain_leaky_relu
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(shape, generator=g) * 3 + 5  # a mean far from 0: the statistics must not cancel
+    s, b = torch.randn(shape[:2], generator=g) * 0.3, torch.randn(shape[:2], generator=g) * 0.3
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = adain_leaky_relu(x, s, b, 0.2)
+        comp = torch.nn.functional.leaky_relu(adain(x, s, b), 0.2)
+        want64 = torch.nn.functional.leaky_relu(adain(x.double(), s.double(), b.double()), 0.2)
+    tol = torch.finfo(torch.float32).eps * math.sqrt(shape[2] * shape[3]) * max(1.0, want64.abs().max().item())
+    assert got.shape == x.shape and got.dtype == x.dtype
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert (got.double() - want64).abs().max().item() < tol
+    assert (got - comp).abs().max().item() < 2 * tol
+    with torch.enable_grad():  # autograd takes the composite, bit for bit
+        xg = x.clone().requires_grad_(True)
+        assert torch.equal(adain_leaky_relu(xg, s, b, 0.2), torch.nn.functional.leaky_relu(adain(xg, s, b), 0.2))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsample2x_cat_is_interpolate_then_cat_exactly(channels_last):
+    """upsample2x_cat only copies: equal to interpolate(nearest, 2x) + cat bit for bit, same memory format."""
+    from realtalk.renderer import upsample2x_cat
+
+    g = torch.Generator().manual_seed(5)
+    x, skip = torch.randn(2, 5, 7, 9, generator=g), torch.randn(2, 3, 14, 18, generator=g)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x, skip = x.contiguous(memory_format=fmt), skip.contiguous(memory_format=fmt)
+    want = torch.cat([torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1)
+    got = upsample2x_cat(x, skip)
+    assert torch.equal(got, want) and got.shape == (2, 8, 14, 18) and got.stride() == want.stride()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_no_grad_renderer_equals_the_composite_renderer(nets, channels_last):
+    """The whole renderer without autograd (fused AdaIN, one-write upsample + cat, in-place activations) gives
+    the composite eager renderer's frames within the network's fp32 rounding bound, and both are that close
+    to the fp64 evaluation; the same FLOPs are counted on both paths (the floor table counts the eager net)."""
+    from harness.core.flops import count_flops
+
+    cfg, _, ren = nets
+    src, mask, alpha, beta, rho, ref = _render_inputs(cfg, b=2)
+    warped = torch.rand(src.shape, generator=torch.Generator().manual_seed(6))
+    net = copy.deepcopy(ren)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        net = net.to(memory_format=fmt)
+
+    def run(m, dt):
+        args = [t.to(dt) for t in (src, mask, alpha, beta, rho, warped)]
+        args = [t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in args]
+        r = ref.to(dt).contiguous(memory_format=fmt)
+        return m(args[0], None, args[1], args[2], args[3], args[4], ref_feats=m.encode_reference(r),
+                 warped=args[5])[0]
+
+    want, want64 = _reference_and_fp64(net, run)
+    with torch.inference_mode():
+        got = run(net, torch.float32)
+        flops_fast = count_flops(lambda: run(net, torch.float32))
+    with torch.enable_grad():
+        flops_eager = count_flops(lambda: run(net, torch.float32))
+    tol = rounding_bound(ren, torch.float32)
+    err, err64, ref64 = [(a.double() - b.double()).abs().max().item() for a, b in
+                         ((got, want), (got, want64), (want, want64))]
+    print(f"renderer no-grad vs composite fp32 {err:.2e}, vs fp64 {err64:.2e} (composite vs fp64 {ref64:.2e}; "
+          f"tol {tol:.2e})")
+    assert got.shape == want.shape == (2, 3, S, S) and err < tol and err64 < tol and ref64 < tol
+    assert (got - src)[:, :, S // 2:].abs().max() > 100 * tol  # the generated region carries signal
+    assert flops_fast == flops_eager > 0
+
+
+def test_a2e_inference_layers_equal_the_nn_layers(nets):
+    """AudioToExpression without autograd runs encoder_layer_inference / decoder_layer_inference: the
+    composite nn.Transformer*Layer outputs (autograd on) within the A2E's fp32 rounding bound, as close to
+    fp64, the same shape and the same counted FLOPs; with autograd on, the nn layers themselves run."""
+    from harness.core.flops import count_flops
+
+    cfg, a2e, _ = nets
+    c = cfg.a2e
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(5, c.n_audio_tokens, c.audio_dim, generator=g), torch.randn(5, c.n_id, generator=g),
+         torch.randn(5, c.n_history, c.n_exp, generator=g))
+
+    def run(m, dt):
+        return m(*[t.to(dt) for t in x])
+
+    want, want64 = _reference_and_fp64(a2e, run)
+    with torch.inference_mode():
+        got = run(a2e, torch.float32)
+        assert a2e.inference_layers_apply(torch.zeros(1, 1, c.d_model))
+        flops_fast = count_flops(lambda: run(a2e, torch.float32))
+    with torch.enable_grad():
+        assert not a2e.inference_layers_apply(torch.zeros(1, 1, c.d_model))
+        flops_eager = count_flops(lambda: run(a2e, torch.float32))
+    tol = rounding_bound(a2e, torch.float32) * max(1.0, want64.abs().max().item())
+    err, err64 = (got - want).abs().max().item(), (got.double() - want64).abs().max().item()
+    print(f"A2E inference layers vs nn layers fp32 {err:.2e}, vs fp64 {err64:.2e} (tol {tol:.2e})")
+    assert got.shape == (5, c.T, c.n_exp) and want.abs().max() > 1e-2 and err < tol and err64 < tol
+    assert flops_fast == flops_eager > 0
+
+
+def test_demo_checkpoint_gives_the_composite_frames():
+    """The shipped demo checkpoint (file and sha256 untouched) loads into the networks and the optimised CPU
+    path (FastRealTalk: fp32, channels_last, CPU_CHUNK renderer calls, fused no-grad paths) gives the composite
+    eager networks' frames and expressions within their fp32 rounding bounds, at the production 256 px."""
+    from realtalk.demo_checkpoint import SHIPPED, SHIPPED_SHA256, check_shipped
+
+    check_shipped(SHIPPED, SHIPPED_SHA256)
+    ck = torch.load(SHIPPED, map_location="cpu", weights_only=False)
+    from realtalk.config import RealTalkConfig
+
+    cfg = RealTalkConfig.from_dict(ck["config"])
+    a2e, ren = AudioToExpression(cfg.a2e).eval(), Renderer(cfg.renderer).eval()
+    a2e.load_state_dict(ck["a2e"])
+    ren.load_state_dict(ck["renderer"])
+    s, b, c = cfg.renderer.size, 3, cfg.renderer
+    g = torch.Generator().manual_seed(11)
+    src, ref, warped = torch.rand(b, 3, s, s, generator=g), torch.rand(1, 3, s, s, generator=g), \
+        torch.rand(b, 3, s, s, generator=g)
+    mask = torch.ones(b, 1, s, s)
+    mask[:, :, s // 2:] = 0
+    alpha, beta, rho = torch.randn(1, c.n_id, generator=g), torch.randn(b, c.n_exp, generator=g), \
+        torch.randn(b, c.n_pose, generator=g)
+    with torch.enable_grad():
+        feats = ren.encode_reference(ref)
+        want = torch.cat([ren(src[i:i + 1], None, mask[i:i + 1], alpha, beta[i:i + 1], rho[i:i + 1],
+                              ref_feats=feats, warped=warped[i:i + 1])[0].detach() for i in range(b)])
+    fast = FastRealTalk(copy.deepcopy(a2e), copy.deepcopy(ren), dtype="fp32", channels_last=True, max_batch=b)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # CPU_CHUNK splits at one thread
+        got = fast.render(src, mask, alpha.expand(b, -1), beta, rho, reference=ref, warped=warped)
+    finally:
+        torch.set_num_threads(n)
+    tol = rounding_bound(ren, torch.float32)
+    err = (got - want).abs().max().item()
+    print(f"demo checkpoint: optimised vs composite renderer max abs {err:.2e} (tol {tol:.2e})")
+    assert got.shape == want.shape == (b, 3, s, s) and err < tol
+    assert (got - src)[:, :, s // 2:].abs().max() > 100 * tol
+    tokens, alpha_a, hist = _a2e_inputs(cfg, 1, 30)
+    ca = cfg.a2e
+    wins = torch.cat([tokens[:, ca.tokens_per_frame * s0:][:, :ca.n_audio_tokens]
+                      for s0 in window_starts(30, ca.T, ca.overlap)])
+    k = wins.shape[0]
+    with torch.enable_grad():
+        want_a = a2e(wins, alpha_a.expand(k, -1), hist[0]).detach()
+    got_a = fast.predict_expressions(wins, alpha_a.expand(k, -1), hist[0])
+    tol_a = rounding_bound(a2e, torch.float32) * max(1.0, want_a.abs().max().item())
+    assert got_a.shape == want_a.shape == (k, ca.T, ca.n_exp) and (got_a - want_a).abs().max().item() < tol_a

@@ -64,6 +64,10 @@ def count_flops(fn: Callable[[], Any]) -> int | None:
 
 
 _METADATA_OPS = {"_unsafe_view", "lift_fresh", "detach", "alias"}  # views whose schema does not say so
+_ALLOC_OPS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}  # allocate, move nothing
+# composite ops counted as one kernel (their decomposition would count intermediates the fused kernel never
+# writes): none at present; the CPU kernels of conv/linear/norms/SDPA are reached through decomposition
+_COUNT_WHOLE: set[str] = set()
 
 
 def _nbytes(t: Any) -> int:
@@ -77,8 +81,11 @@ def _nbytes(t: Any) -> int:
 
 
 def count_bytes(fn: Callable[[], Any]) -> int | None:
-    """Memory traffic of one call, estimated as eager torch executes it: every aten op reads each tensor
-    argument once and writes each output once (views and metadata ops move nothing). A lower bound for an
+    """Memory traffic of one call, estimated as eager torch executes it: every aten kernel reads each tensor
+    argument once and writes each output once (views, metadata ops and allocations move nothing). Composite
+    ops (instance_norm, matmul, ...) are counted through their decomposition, the kernels eager runs (inference
+    mode would otherwise hand them over whole: F.instance_norm's layout copies and two passes would count as
+    one read and one write). A lower bound for an
     op whose working set spills the caches (a conv re-reads its input tile by tile), an upper bound where
     consecutive ops hit the cache; it is what a fused elementwise chain would save. None on failure."""
     try:
@@ -92,7 +99,14 @@ def count_bytes(fn: Callable[[], Any]) -> int | None:
                 self.total = 0
 
             def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                if func.overloadpacket.__name__ not in _COUNT_WHOLE:  # in inference mode composite ops reach
+                    with self:  # here whole: count the kernels they run (re-entering this mode)
+                        out = func.decompose(*args, **(kwargs or {}))
+                    if out is not NotImplemented:
+                        return out
                 out = func(*args, **(kwargs or {}))
+                if func.overloadpacket.__name__ in _ALLOC_OPS:
+                    return out  # allocation only: no data moved
                 rets = func._schema.returns
                 if func.overloadpacket.__name__ in _METADATA_OPS or (
                         rets and all(r.alias_info is not None and not r.alias_info.is_write for r in rets)):

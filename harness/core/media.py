@@ -160,7 +160,7 @@ def read_video(path: str | os.PathLike, fps: float | None = 25.0, start: int = 0
     if fps is None:
         with _open(p) as c:
             v = _video_stream(c, p)
-            v.thread_type = "AUTO"
+            _threads(v)
             return _read_native(c, v, p, info, _origin(c), start, max_frames)
     end = _output_end(p, info, fps, start, max_frames)
     n = end - start
@@ -183,12 +183,39 @@ def _output_end(p: Path, info: VideoInfo, fps: float, start: int, max_frames: in
     return total if max_frames is None else min(total, start + max(int(max_frames), 0))
 
 
+DECODE_THREADS = 0  # the video decoder's threads; 0: FFmpeg's choice (cores + 1). Tests set 1 and 3 to check that
+# a corrupt frame is found, counted and timed the same whatever the thread count (see _DecodeLog)
+
+
 @dataclass
 class _DecodeLog:
-    """What one decode pass learnt besides the pixels: corrupt packets' pts and the display rotation."""
+    """What one decode pass learnt besides the pixels: the corrupt frames and the display rotation.
+
+    A corrupt frame is a packet that produced no frame, or a frame FFmpeg flags as corrupt (dropped, so the
+    previous frame is held, as for a rejected packet). Found by pts, not by where the decoder raised: with frame
+    threads FFmpeg reports the error a few packets late (an intra-only clip corrupted at 0.60 s raised at 0.68 s
+    with 3 threads), and with one thread it conceals the same frame and flags it instead of raising; counting
+    only the exceptions missed it on a one-core machine. `bad` (source pts in s) is filled by finish()."""
 
     bad: list[float] = field(default_factory=list)
     rot: int | None = None
+    packets: set[int] = field(default_factory=set)  # pts of the non-empty packets demuxed
+    decoded: set[int] = field(default_factory=set)  # pts of the frames handed on
+    errors: int = 0  # packets the decoder rejected (counted as corrupt when their pts is unknown)
+
+    def reset(self) -> None:
+        self.bad.clear(), self.packets.clear(), self.decoded.clear()
+        self.errors = 0
+
+    def finish(self, tb: Fraction | None, complete: bool, last_pts: int | None) -> None:
+        """bad = the demuxed packets without a decoded frame; when decoding stopped early (complete False), only
+        those before the last decoded frame (frames come out in presentation order, later ones were in flight)."""
+        missing = self.packets - self.decoded
+        if not complete:
+            missing = {q for q in missing if last_pts is not None and q < last_pts}
+        self.bad[:] = [float(q * tb) if tb else math.nan for q in sorted(missing)]
+        if not self.bad and self.errors:
+            self.bad[:] = [math.nan] * self.errors
 
 
 def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: _DecodeLog
@@ -200,7 +227,7 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
     grid = np.arange(start, end, dtype=np.float64) / fps
     with _open(p) as c:
         v = _video_stream(c, p)
-        v.thread_type = "AUTO"
+        _threads(v)
         origin = _origin(c)
         tb = v.time_base
         if start > 0:  # seek to the keyframe at or before the first needed instant
@@ -210,10 +237,13 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
         prev: tuple[float, av.VideoFrame] | None = None
         prev_arr: np.ndarray | None = None
         last_pts = -math.inf
+        last_raw: int | None = None
+        complete = True
         try:
-            for frame in _decode_frames(c, v, log.bad):
+            for frame in _decode_frames(c, v, log):
                 if frame.pts is None:
                     continue
+                last_raw = frame.pts
                 if log.rot is None:
                     log.rot = _rotation(frame)
                 t = float(frame.pts * tb) - origin
@@ -222,7 +252,7 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
                 last_pts = t
                 if prev is None and start > 0 and t > grid[0] + _EPS:
                     # seek landed after the first instant we need: decode from the beginning instead
-                    log.bad.clear()
+                    log.reset()
                     for i, item in enumerate(_resampled(p, info, fps, 0, end, log)):
                         if i >= start:
                             yield item
@@ -236,12 +266,13 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
                         yield frame.to_ndarray(format="rgb24"), t
                     k += 1
                 if k >= n:
+                    complete = False
                     break
                 prev, prev_arr = (t, frame), None
         except av.FFmpegError as exc:
             if k == 0 and prev is None:
                 raise MediaError(f"cannot decode video: {exc}", p) from exc
-            # keep what decoded; the truncation check below decides
+            complete = False  # keep what decoded; the truncation check below decides
         while k < n and prev is not None:
             if prev_arr is None:
                 prev_arr = prev[1].to_ndarray(format="rgb24")
@@ -249,6 +280,7 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
             k += 1
         if k < n:
             raise MediaError(f"no decodable video frames (needed {n})", p)
+        log.finish(tb, complete, last_raw)
         _check_corrupt(p, log.bad, info, tb, origin)
         # truncated: the last decoded frame lies well before the instants we were asked for
         frame_dur = 1.0 / max(info.avg_fps, 1.0)
@@ -424,18 +456,31 @@ def _upright(frames: np.ndarray, rot: int | None, info: VideoInfo) -> tuple[np.n
 MAX_CORRUPT = 0.10  # fraction of a clip's source frames that may fail to decode before the file is refused
 
 
-def _decode_frames(c: av.container.InputContainer, v: av.video.stream.VideoStream, bad: list[float]):
-    """Decoded frames packet by packet: a packet the decoder rejects (a corrupt frame mid-stream) is skipped and
-    its pts (s) appended to `bad`, so the rest of the clip still decodes (c.decode() would stop there)."""
+def _threads(v: av.video.stream.VideoStream) -> None:
+    v.thread_type = "AUTO"
+    if DECODE_THREADS:
+        v.codec_context.thread_count = DECODE_THREADS
+
+
+def _decode_frames(c: av.container.InputContainer, v: av.video.stream.VideoStream, log: _DecodeLog):
+    """Decoded frames packet by packet: a packet the decoder rejects (a corrupt frame mid-stream) is skipped, so
+    the rest of the clip still decodes (c.decode() would stop there), and so is a frame FFmpeg flags as corrupt;
+    `log` records the pts of packets and of frames handed on (its finish() names the corrupt ones)."""
     for pkt in c.demux(v):
         fault_point("decode")  # tests/test_crash_points.py
+        if pkt.size and pkt.pts is not None:
+            log.packets.add(pkt.pts)
         try:
             frames = pkt.decode()
         except av.InvalidDataError:
-            if pkt.size:
-                bad.append(float(pkt.pts * v.time_base) if pkt.pts is not None and v.time_base else math.nan)
+            log.errors += bool(pkt.size)
             continue
-        yield from frames
+        for f in frames:
+            if f.is_corrupt:
+                continue
+            if f.pts is not None:
+                log.decoded.add(f.pts)
+            yield f
 
 
 def _check_corrupt(p: Path, bad: list[float], info: VideoInfo, tb: Fraction | None, origin: float) -> None:
@@ -455,18 +500,22 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
     frames: list[np.ndarray] = []
     ts: list[float] = []
     i = 0
-    bad: list[float] = []
+    log = _DecodeLog()
     rot: int | None = None
+    last_raw: int | None = None
+    complete = True
     try:
-        for frame in _decode_frames(c, v, bad):
+        for frame in _decode_frames(c, v, log):
             if frame.pts is None:
                 continue
+            last_raw = frame.pts
             if rot is None:
                 rot = _rotation(frame)
             if i >= start:
                 frames.append(frame.to_ndarray(format="rgb24"))
                 ts.append(float(frame.pts * v.time_base) - origin)
                 if max_frames is not None and len(frames) >= max_frames:
+                    complete = False
                     break
             i += 1
     except av.FFmpegError as exc:
@@ -474,6 +523,8 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
             raise MediaError(f"cannot decode video: {exc}", p) from exc
     if not frames:
         raise MediaError(f"no video frames from index {start}", p)
+    log.finish(v.time_base, complete, last_raw)
+    bad = log.bad
     _check_corrupt(p, bad, info, v.time_base, origin)
     arr, info = _upright(np.stack(frames), rot, info)
     t = np.asarray(ts)
