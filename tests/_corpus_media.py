@@ -2,6 +2,7 @@
 real clips in ../shared/data with PyAV / numpy (nothing binary is committed). Short and small on purpose."""
 from __future__ import annotations
 
+import os
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +16,18 @@ FPS = 25.0
 SR = 16000
 BASE_CLIP = "styletalk/video/Obama_clip3.mp4"  # 256x256 face crop, 30 fps, no audio track
 BASE_WAV = "styletalk/wav/Obama_clip3.wav"  # its 16 kHz speech
+
+
+def write_case_table(env: str, header: list[str], rows: list[tuple[str, ...]]) -> None:
+    """The rows as a markdown table at the path in $env (CORPUS_TABLE, ODD_MEDIA_TABLE: the case tables of
+    docs/input-rules.md); nothing when it is unset or no row was recorded. Cells are one line, '|' escaped."""
+    out = os.environ.get(env)
+    if not out or not rows:
+        return
+    cell = lambda text: str(text).strip().replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    Path(out).write_text("\n".join(lines) + "\n")
 
 
 def base_frames(root: Path, n: int = 30) -> np.ndarray:

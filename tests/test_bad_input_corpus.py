@@ -27,17 +27,14 @@ TABLE: list[tuple[str, str, int, str]] = []
 
 
 def _record(case: str, command: str, code: int, message: str) -> None:
-    TABLE.append((case, command, code, message.strip().replace("|", "\\|")))
+    TABLE.append((case, command, code, message))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _write_table():
     yield
-    out = os.environ.get("CORPUS_TABLE")
-    if out and TABLE:
-        lines = ["| case | command | exit | message |", "|---|---|---|---|"]
-        lines += [f"| {c} | `{cmd}` | {code} | {msg} |" for c, cmd, code, msg in TABLE]
-        Path(out).write_text("\n".join(lines) + "\n")
+    cm.write_case_table("CORPUS_TABLE", ["case", "command", "exit", "message"],
+                        [(c, f"`{cmd}`", str(code), msg) for c, cmd, code, msg in TABLE])
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ A file against itself must give LMD 0 and SSIM 1 (identical crops: the metrics' 
 Set ODD_MEDIA_TABLE=PATH to write the table of every case (case, what was read, result, warnings) as markdown."""
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -26,7 +25,7 @@ TABLE: list[tuple[str, str, str, str]] = []
 def _record(case: str, media: str, result: str, said: list[str] | str = "") -> None:
     """One row of the ODD_MEDIA_TABLE: written only after the test's asserts passed (a failing case has no row)."""
     text = said if isinstance(said, str) else " / ".join(said)
-    TABLE.append((case, media, result, text.strip().replace("|", "\\|").replace("\n", " ")))
+    TABLE.append((case, media, result, text.strip() or "—"))
 
 
 def _scores(values: dict) -> str:
@@ -36,11 +35,7 @@ def _scores(values: dict) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def _write_table():
     yield
-    out = os.environ.get("ODD_MEDIA_TABLE")
-    if out and TABLE:
-        lines = ["| case | read as | result | warnings |", "|---|---|---|---|"]
-        lines += [f"| {c} | {m} | {r} | {w or '—'} |" for c, m, r, w in TABLE]
-        Path(out).write_text("\n".join(lines) + "\n")
+    cm.write_case_table("ODD_MEDIA_TABLE", ["case", "read as", "result", "warnings"], TABLE)
 
 
 @pytest.fixture(scope="module")

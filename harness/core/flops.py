@@ -65,9 +65,6 @@ def count_flops(fn: Callable[[], Any]) -> int | None:
 
 _METADATA_OPS = {"_unsafe_view", "lift_fresh", "detach", "alias"}  # views whose schema does not say so
 _ALLOC_OPS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}  # allocate, move nothing
-# composite ops counted as one kernel (their decomposition would count intermediates the fused kernel never
-# writes): none at present; the CPU kernels of conv/linear/norms/SDPA are reached through decomposition
-_COUNT_WHOLE: set[str] = set()
 
 
 def _nbytes(t: Any) -> int:
@@ -99,11 +96,10 @@ def count_bytes(fn: Callable[[], Any]) -> int | None:
                 self.total = 0
 
             def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-                if func.overloadpacket.__name__ not in _COUNT_WHOLE:  # in inference mode composite ops reach
-                    with self:  # here whole: count the kernels they run (re-entering this mode)
-                        out = func.decompose(*args, **(kwargs or {}))
-                    if out is not NotImplemented:
-                        return out
+                with self:  # in inference mode composite ops reach here whole: count the kernels they run
+                    out = func.decompose(*args, **(kwargs or {}))
+                if out is not NotImplemented:
+                    return out
                 out = func(*args, **(kwargs or {}))
                 if func.overloadpacket.__name__ in _ALLOC_OPS:
                     return out  # allocation only: no data moved

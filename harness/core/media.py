@@ -202,17 +202,21 @@ class _DecodeLog:
     packets: set[int] = field(default_factory=set)  # pts of the non-empty packets demuxed
     decoded: set[int] = field(default_factory=set)  # pts of the frames handed on
     errors: int = 0  # packets the decoder rejected (counted as corrupt when their pts is unknown)
+    complete: bool = False  # the demuxer reached the end (False: the reader stopped early, or decoding failed)
 
     def reset(self) -> None:
-        self.bad.clear(), self.packets.clear(), self.decoded.clear()
-        self.errors = 0
+        self.bad.clear()
+        self.packets.clear()
+        self.decoded.clear()
+        self.errors, self.complete = 0, False
 
-    def finish(self, tb: Fraction | None, complete: bool, last_pts: int | None) -> None:
-        """bad = the demuxed packets without a decoded frame; when decoding stopped early (complete False), only
-        those before the last decoded frame (frames come out in presentation order, later ones were in flight)."""
+    def finish(self, tb: Fraction | None) -> None:
+        """bad = the demuxed packets without a decoded frame; when decoding stopped early, only those before the
+        last decoded frame (frames come out in presentation order, later ones were still in flight)."""
         missing = self.packets - self.decoded
-        if not complete:
-            missing = {q for q in missing if last_pts is not None and q < last_pts}
+        if not self.complete:
+            last = max(self.decoded, default=None)
+            missing = {q for q in missing if last is not None and q < last}
         self.bad[:] = [float(q * tb) if tb else math.nan for q in sorted(missing)]
         if not self.bad and self.errors:
             self.bad[:] = [math.nan] * self.errors
@@ -237,13 +241,10 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
         prev: tuple[float, av.VideoFrame] | None = None
         prev_arr: np.ndarray | None = None
         last_pts = -math.inf
-        last_raw: int | None = None
-        complete = True
         try:
             for frame in _decode_frames(c, v, log):
                 if frame.pts is None:
                     continue
-                last_raw = frame.pts
                 if log.rot is None:
                     log.rot = _rotation(frame)
                 t = float(frame.pts * tb) - origin
@@ -266,13 +267,12 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
                         yield frame.to_ndarray(format="rgb24"), t
                     k += 1
                 if k >= n:
-                    complete = False
                     break
                 prev, prev_arr = (t, frame), None
         except av.FFmpegError as exc:
             if k == 0 and prev is None:
                 raise MediaError(f"cannot decode video: {exc}", p) from exc
-            complete = False  # keep what decoded; the truncation check below decides
+            # keep what decoded; the truncation check below decides
         while k < n and prev is not None:
             if prev_arr is None:
                 prev_arr = prev[1].to_ndarray(format="rgb24")
@@ -280,7 +280,7 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
             k += 1
         if k < n:
             raise MediaError(f"no decodable video frames (needed {n})", p)
-        log.finish(tb, complete, last_raw)
+        log.finish(tb)
         _check_corrupt(p, log.bad, info, tb, origin)
         # truncated: the last decoded frame lies well before the instants we were asked for
         frame_dur = 1.0 / max(info.avg_fps, 1.0)
@@ -481,6 +481,7 @@ def _decode_frames(c: av.container.InputContainer, v: av.video.stream.VideoStrea
             if f.pts is not None:
                 log.decoded.add(f.pts)
             yield f
+    log.complete = True
 
 
 def _check_corrupt(p: Path, bad: list[float], info: VideoInfo, tb: Fraction | None, origin: float) -> None:
@@ -502,20 +503,16 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
     i = 0
     log = _DecodeLog()
     rot: int | None = None
-    last_raw: int | None = None
-    complete = True
     try:
         for frame in _decode_frames(c, v, log):
             if frame.pts is None:
                 continue
-            last_raw = frame.pts
             if rot is None:
                 rot = _rotation(frame)
             if i >= start:
                 frames.append(frame.to_ndarray(format="rgb24"))
                 ts.append(float(frame.pts * v.time_base) - origin)
                 if max_frames is not None and len(frames) >= max_frames:
-                    complete = False
                     break
             i += 1
     except av.FFmpegError as exc:
@@ -523,13 +520,12 @@ def _read_native(c: av.container.InputContainer, v: av.video.stream.VideoStream,
             raise MediaError(f"cannot decode video: {exc}", p) from exc
     if not frames:
         raise MediaError(f"no video frames from index {start}", p)
-    log.finish(v.time_base, complete, last_raw)
-    bad = log.bad
-    _check_corrupt(p, bad, info, v.time_base, origin)
+    log.finish(v.time_base)
+    _check_corrupt(p, log.bad, info, v.time_base, origin)
     arr, info = _upright(np.stack(frames), rot, info)
     t = np.asarray(ts)
     return Video(path=p, frames=arr, fps=info.avg_fps, timestamps=t, source_timestamps=t.copy(), info=info,
-                 corrupt_frames=len(bad))
+                 corrupt_frames=len(log.bad))
 
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
