@@ -241,6 +241,7 @@ def realtalk_probes(batch: int = 16, config: str = "small", clip_frames: int = 2
     """The A2E and renderer stages of realtalk/latency_stages.py as realtalk.inference runs them, fp32: the
     renderer at the pipeline's max_batch (16 frames per call); the A2E on one `clip_frames`-frame clip (10 s:
     RealTalkPipeline predicts all of a clip's overlapping windows in one call, 21 windows here)."""
+    from realtalk import cpu_kernels
     from realtalk.fast import CPU_CHUNK
     from realtalk.latency_stages import build_networks, realtalk_stages
 
@@ -252,7 +253,8 @@ def realtalk_probes(batch: int = 16, config: str = "small", clip_frames: int = 2
         with torch.inference_mode():  # as the pipeline runs; harness.core.flops sees the fused attention kernels
             flops = st.flops_per_call(x)
         what = f"1 clip of {frames} frames per call" if name == "a2e" else \
-            f"{b} frames per call ({CPU_CHUNK}-frame network calls at 1 thread: realtalk.fast.CPU_CHUNK), warp prior"
+            f"{b} frames per call ({CPU_CHUNK}-frame network calls at 1 thread: realtalk.fast.CPU_CHUNK), warp prior" \
+            f"; fused C kernels {'on' if cpu_kernels.available() else cpu_kernels.status()}"
         out.append(_counted(f"realtalk {name} ({config})", b, st.frames_per_call, (lambda s=st, i=x: s.run(i)),
                             f"random init, realtalk/latency_stages.py; {what}", flops=flops))
     return out

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.core.errors import BenchError
+from harness.core.heap import network_allocations_on_heap
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Frames per renderer network call on CPU at ONE intra-op thread (render_batch splits larger batches). At 256 px
@@ -443,8 +444,10 @@ class FastRealTalk:
         x = _pad_rows(x, lambda n: self._graph_batch(n, self.max_batch))
         if self.channels_last:
             x = [to_channels_last(t) if t is not None else None for t in x]
-        if dev.type == "cpu" and not self.cuda_graphs and b > self.cpu_chunk and torch.get_num_threads() == 1:
-            c = self.cpu_chunk  # CPU_CHUNK; per-sample norms, so a split batch gives the whole one's frames
-            return torch.cat([self._ren_call(*[t if t is None else t[lo:lo + c] for t in x], self.ref_feats)
-                              for lo in range(0, b, c)])
-        return self._graphed(("renderer", warped is None), self._ren_call, (*x, self.ref_feats))[:b]
+        # CPU: memory-bound, so the activations reuse the last call's heap pages (harness.core.heap)
+        with network_allocations_on_heap() if dev.type == "cpu" else contextlib.nullcontext():
+            if dev.type == "cpu" and not self.cuda_graphs and b > self.cpu_chunk and torch.get_num_threads() == 1:
+                c = self.cpu_chunk  # CPU_CHUNK; per-sample norms, so a split batch gives the whole one's frames
+                return torch.cat([self._ren_call(*[t if t is None else t[lo:lo + c] for t in x], self.ref_feats)
+                                  for lo in range(0, b, c)])
+            return self._graphed(("renderer", warped is None), self._ren_call, (*x, self.ref_feats))[:b]

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from realtalk import cpu_kernels
 from realtalk.config import RendererConfig
 from realtalk.mask import MASK_KINDS, naive_lower_half_mask
 from realtalk.reference_modules import build_reference_module
@@ -42,6 +43,14 @@ from realtalk.reference_modules import build_reference_module
 def _gn(c: int, groups: int) -> nn.GroupNorm:
     g = math.gcd(groups, c)
     return nn.GroupNorm(g, c)
+
+
+def _gn_leaky_relu(norm: nn.GroupNorm, x: Tensor, act, inplace: bool = False) -> Tensor:
+    """act(norm(x), 0.2); fp32 channels_last CPU inference: one fused stats + apply (realtalk/cpu_kernels.c),
+    into x itself when `inplace` (x is a fresh conv output nothing else reads)."""
+    fused = cpu_kernels.norm_leaky_relu(x, norm.num_groups, norm.weight, norm.bias, eps=norm.eps, slope=0.2,
+                                        inplace=inplace)
+    return fused if fused is not None else act(norm(x), 0.2)
 
 
 class ResBlock(nn.Module):
@@ -57,8 +66,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         act = F.leaky_relu if torch.is_grad_enabled() else F.leaky_relu_  # in place on the fresh norm output
-        h = self.c1(act(self.n1(x), 0.2))
-        h = self.c2(act(self.n2(h), 0.2))
+        h = self.c1(_gn_leaky_relu(self.n1, x, act))
+        h = self.c2(_gn_leaky_relu(self.n2, h, act, inplace=not torch.is_grad_enabled()))
         return self.skip(x) + h if torch.is_grad_enabled() else h.add_(self.skip(x))
 
 
@@ -95,16 +104,23 @@ def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
     return xn * (1 + scale[:, :, None, None].to(x.dtype)) + bias[:, :, None, None].to(x.dtype)
 
 
-def adain_leaky_relu(x: Tensor, scale: Tensor, bias: Tensor, slope: float = 0.2, eps: float = 1e-5) -> Tensor:
+def adain_leaky_relu(x: Tensor, scale: Tensor, bias: Tensor, slope: float = 0.2, eps: float = 1e-5,
+                     inplace: bool = False) -> Tensor:
     """F.leaky_relu(adain(x, scale, bias, eps), slope), the same maths. Without autograd on fp32/fp64 x it runs
     as two-pass statistics (mean, then the mean of the squared deviations, as instance_norm does) over a
     layout-preserving view, and one fused (x - mean) * ((1 + scale) * rstd) + bias with an in-place leaky ReLU:
     no NCHW copy of a channels_last x (F.instance_norm copies it to NCHW for its batch-norm kernel and the
     result stays NCHW): at [2,16,256,256] 4.2 ms against 14.3 ms, the same error against float64 (at 256 px the
-    AdaIN chain was about a quarter of the CPU renderer's time). Autograd and half-precision x take the
-    composite `adain`."""
+    AdaIN chain was about a quarter of the CPU renderer's time). fp32 channels_last x on the CPU goes to the fused
+    C kernel (realtalk.cpu_kernels.norm_leaky_relu: double statistics, one apply pass; 1.6 ms there), which
+    writes into x when `inplace` (pass it only for an x nothing reads afterwards). Autograd and half-precision
+    x take the composite `adain`."""
     if torch.is_grad_enabled() or x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
         return F.leaky_relu(adain(x, scale, bias, eps), slope)
+    fused = cpu_kernels.norm_leaky_relu(x, x.shape[1], scale, bias, gamma_add=1.0, eps=eps, slope=slope,
+                                        inplace=inplace)
+    if fused is not None:  # fp32 channels_last on CPU: realtalk/cpu_kernels.c, one stats + one apply pass
+        return fused
     b, c, h, w = x.shape
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
@@ -131,7 +147,7 @@ class AdaINResBlock(nn.Module):
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         s1, b1, s2, b2 = style.split(self.c, dim=1)
         h = self.c1(adain_leaky_relu(x, s1, b1, 0.2))
-        h = self.c2(adain_leaky_relu(h, s2, b2, 0.2))
+        h = self.c2(adain_leaky_relu(h, s2, b2, 0.2, inplace=True))  # h: c1's fresh output
         return h.add_(x) if not torch.is_grad_enabled() else x + h
 
 
@@ -139,6 +155,9 @@ def upsample2x_cat(x: Tensor, skip: Tensor) -> Tensor:
     """torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], 1), bit for bit, written once: each
     input is copied straight into its channels of the output (in x's memory format), with no upsampled
     intermediate (at 256 px the upsample + cat were ~5% of the CPU renderer)."""
+    fused = cpu_kernels.upsample2x_cat(x, skip)
+    if fused is not None:  # fp32 channels_last on CPU: row copies (realtalk/cpu_kernels.c)
+        return fused
     b, c, h, w = x.shape
     if skip.shape[0] != b or skip.shape[2:] != (2 * h, 2 * w) or skip.dtype != x.dtype:
         return torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1)
@@ -175,7 +194,10 @@ class FIAModule(nn.Module):
         self.attn = build_reference_module(cfg.reference_module, cout, c_ref, cfg) if c_ref else None
 
     def forward(self, x: Tensor, skip: Tensor, code: Tensor, ref: Tensor | None) -> Tensor:
-        if self.upsample and not torch.is_grad_enabled():
+        merged = cpu_kernels.upsample2x_merge(x, skip, self.merge.weight, self.merge.bias) if self.upsample else None
+        if merged is not None:  # fp32 channels_last CPU inference: the 1x1 merge commutes with the upsample
+            x = merged
+        elif self.upsample and not torch.is_grad_enabled():
             x = self.merge(upsample2x_cat(x, skip))
         else:
             if self.upsample:

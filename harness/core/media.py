@@ -27,6 +27,7 @@ import numpy as np
 
 from harness.core.errors import MediaError
 from harness.core.faults import fault_point
+from harness.core.heap import keep_large_allocations_mapped
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 AUDIO_EXTS = (".wav", ".mp3", ".m4a", ".flac", ".aac", ".ogg")
@@ -292,34 +293,6 @@ def _resampled(p: Path, info: VideoInfo, fps: float, start: int, end: int, log: 
 
 STREAM_CHUNK_BYTES = 48 * 1024 ** 2  # decoded pixels per chunk of a streamed read (8 frames of 1080p; a chunk is
 # held twice while it is handed on, and its size only sets how often Python loops, not the decode speed)
-
-
-MMAP_THRESHOLD_BYTES = 1024 ** 2  # glibc: allocations at least this big are mmapped (returned to the OS on free)
-_malloc_fixed = False
-
-
-def keep_large_allocations_mapped() -> bool:
-    """Fix glibc's mmap threshold at MMAP_THRESHOLD_BYTES for this process (once; True when set).
-
-    Why: a streamed clip decodes full-resolution frames one after another (6.2 MB each at 1080p). glibc's
-    threshold is dynamic: after the first such block is freed it rises to that size, and from then on frames come
-    from the heap, where any small allocation that outlives a frame pins its hole; the heap then grew by about a
-    frame per chunk (measured on a 1-minute 1080p clip with lmd + ssim fed in chunks: +0.75 MB per frame, all of
-    it free memory that malloc_trim gave back; 5 minutes: over 1.4 GB). A fixed threshold keeps such blocks
-    mmapped, so the peak follows what is alive. A no-op where the C library has no mallopt (not glibc)."""
-    global _malloc_fixed
-    if _malloc_fixed:
-        return True
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_mmap_threshold = -3  # malloc.h M_MMAP_THRESHOLD
-        _malloc_fixed = bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        _malloc_fixed = False
-    return _malloc_fixed
 
 
 class StreamedFrames:
