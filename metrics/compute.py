@@ -160,23 +160,20 @@ def compute_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray 
 
 
 class PendingPair:
-    """compute_pair's result once the side worker's part is in (start_pair ran every other metric already)."""
+    """compute_pair's result once the side worker's part is in. start_pair computed every other metric already;
+    all outcomes are recorded here, in the metric order (the serial path's order, which tables print in)."""
 
-    def __init__(self, out: PairResult, order: list[str], side: Any = None) -> None:
-        self._out, self._order, self._side = out, order, side
+    def __init__(self, out: PairResult, order: list[str], outcomes: dict[str, Any], side: Any = None) -> None:
+        self._out, self._order, self._outcomes, self._side = out, order, outcomes, side
 
     def result(self) -> PairResult:
-        out = self._out
         if self._side is not None:
-            done, self._side = self._side.result(), None
-            for name, outcome in done.items():
-                _record(out, name, outcome)
-            # the serial path's order (tables print in it)
-            for table in (out.values, out.extra, out.protocols, out.errors):
-                items = sorted(table.items(), key=lambda kv: self._order.index(kv[0]))
-                table.clear()
-                table.update(items)
-        return out
+            self._outcomes.update(self._side.result())
+            self._side = None
+        for name in self._order:
+            if name in self._outcomes:
+                _record(self._out, name, self._outcomes.pop(name))
+        return self._out
 
 
 def _record(out: PairResult, name: str, outcome: Any) -> None:
@@ -243,7 +240,5 @@ def start_pair(gen_crops: np.ndarray, gt_crops: np.ndarray, audio: np.ndarray | 
             warnings.warn(f"metric worker not started ({type(exc).__name__}: {exc}); "
                           f"{', '.join(away)} computed in this process", stacklevel=2)
             away = []
-    for name, metric in runnable:
-        if name not in away:
-            _record(out, name, evaluate(metric, clip))
-    return PendingPair(out, names, pending)
+    here = {name: evaluate(metric, clip) for name, metric in runnable if name not in away}
+    return PendingPair(out, names, here, pending)

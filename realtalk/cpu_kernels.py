@@ -76,6 +76,7 @@ def _build(cc: str) -> Path:
                              timeout=300)
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+        os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep a shared home's other users from loading it
         os.replace(tmp, lib)
     finally:
         if os.path.exists(tmp):

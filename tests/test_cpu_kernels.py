@@ -154,6 +154,24 @@ def test_switch_off_and_a_failing_build_keep_the_torch_path(tmp_path):
     assert not list((tmp_path / "b").rglob("*.so"))  # no half-written library left behind
 
 
+def test_a_fresh_home_builds_the_library(tmp_path):
+    """What a new machine does on first use: compile into <home>/kernels/<key>/, load, and give the numbers the
+    already-built library gives (the same source and flags)."""
+    code = ("import torch; from realtalk import cpu_kernels as k; torch.set_grad_enabled(False);"
+            "x = torch.arange(2 * 8 * 16 * 16, dtype=torch.float32).reshape(2, 8, 16, 16).sin()"
+            ".contiguous(memory_format=torch.channels_last);"
+            "y = k.norm_leaky_relu(x, 4, None, None); print(k.status(), '|', repr(float(y.double().sum())))")
+    res = _run_isolated(code, REALTALK_BENCH_HOME=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    why, total = [p.strip() for p in res.stdout.strip().split("|")]
+    libs = list((tmp_path / "kernels").glob("*/librealtalk_cpu.so"))
+    assert len(libs) == 1 and why == f"on ({libs[0]})"
+    assert libs[0].stat().st_mode & 0o777 == 0o755  # loadable by every user of a shared home
+    torch.set_grad_enabled(False)
+    x = _cl(torch.arange(2 * 8 * 16 * 16, dtype=torch.float32).reshape(2, 8, 16, 16).sin())
+    assert float(total) == float(cpu_kernels.norm_leaky_relu(x, 4, None, None).double().sum())
+
+
 def test_the_library_is_keyed_by_source_compiler_and_cpu(monkeypatch):
     """Another CPU (or source, or compiler) gets its own build: -march=native code is not portable."""
     cc = cpu_kernels._compiler()
