@@ -4,15 +4,17 @@ large allocations live).
 - `keep_large_allocations_mapped()`: fixes glibc's mmap threshold at MMAP_THRESHOLD_BYTES, so decoded frames are
   mmapped and handed back to the OS on free (a streamed clip's heap no longer grows by holes a small
   allocation pins).
-- `network_allocations_on_heap()`: around a memory-bound network call on the CPU (the RealTalk renderer), the
-  threshold is raised to glibc's maximum and freed blocks stay in the heap (M_TRIM_THRESHOLD), so the call's
-  activations reuse the previous call's pages instead of being mmapped and page-faulted afresh: with the fixed
-  1 MB threshold the renderer took 28k minor faults per frame and 123 ms/frame; inside the window 0 faults and
-  84-86 ms/frame (one thread, 16 frames in 2-frame calls; session 10). The metric networks (Inception,
-  SyncNet, LPIPS, FAN) are compute-bound and measured no different, so they do not use it. The price: the
-  heap keeps up to HEAP_KEEP_BYTES of freed pages (resident), and while that free top lasts glibc serves
-  even blocks above the 1 MB threshold from it (it mmaps only when the top cannot serve), so after a
-  renderer call a few frames may come from the heap again.
+- `network_allocations_on_heap()`: around a memory-bound network call on the CPU (the RealTalk renderer's
+  render_batch: 8 two-frame network calls at one thread), the threshold is raised to glibc's maximum and freed
+  blocks stay in the heap (M_TRIM_THRESHOLD), so each network call's activations reuse the previous call's pages
+  instead of being mmapped and page-faulted afresh: with the fixed 1 MB threshold the renderer took 28k minor
+  faults per frame and 123 ms/frame; with the heap kept for good 0 faults and 84-86 ms/frame (one thread, 16
+  frames in 2-frame calls; session 10). On the outer exit the process's heap is put back (thresholds restored,
+  malloc_trim), because kept for good the dirty free heap served every later big allocation that used to
+  be fresh zero pages (with the heap kept, one CI run saw tests/test_streamed_media.py's write-twice file
+  differ by a few bytes; not reproduced in isolation, but a process-wide change of what uninitialised memory
+  holds must not outlive the call that wanted it). So the first network call of each window faults afresh. The metric
+  networks (Inception, SyncNet, LPIPS, FAN) are compute-bound and measured no different, so they do not use it.
 Both are no-ops where the C library has no mallopt (not glibc).
 """
 from __future__ import annotations
@@ -23,14 +25,14 @@ from typing import Any, Iterator
 
 MMAP_THRESHOLD_BYTES = 1024 ** 2  # glibc: allocations at least this big are mmapped (returned to the OS on free)
 NETWORK_MMAP_THRESHOLD_BYTES = 32 * 1024 ** 2  # inside network_allocations_on_heap: glibc's maximum (64-bit)
-HEAP_KEEP_BYTES = 256 * 1024 ** 2  # free memory at the heap's top kept for the next call (M_TRIM_THRESHOLD)
+HEAP_KEEP_BYTES = 256 * 1024 ** 2  # inside the window: free heap top kept for the next call (M_TRIM_THRESHOLD)
+TRIM_THRESHOLD_BYTES = 128 * 1024  # glibc's default M_TRIM_THRESHOLD, restored on the window's exit
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
 
 _malloc_fixed = False
 _libc: Any = None
 _window_lock = threading.Lock()
 _window_depth = 0
-_trim_set = False
 
 
 def _mallopt(param: int, value: int) -> bool:
@@ -61,19 +63,26 @@ def keep_large_allocations_mapped() -> bool:
     return _malloc_fixed
 
 
+def _malloc_trim() -> None:
+    try:
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @contextlib.contextmanager
 def network_allocations_on_heap() -> Iterator[None]:
-    """Within: allocations below NETWORK_MMAP_THRESHOLD_BYTES come from the heap and freed ones stay there
-    (up to HEAP_KEEP_BYTES) for the next call. Only needed, and only acting, once the threshold was fixed
-    (glibc's dynamic threshold already does this for a process that never fixed it). Nestable; threads share it
-    (mallopt is process-wide: the first to enter raises, the last to leave restores)."""
-    global _window_depth, _trim_set
+    """Within: allocations below NETWORK_MMAP_THRESHOLD_BYTES come from the heap and freed ones stay there (up
+    to HEAP_KEEP_BYTES) for the next network call; on the outer exit the 1 MB threshold and glibc's default
+    trim threshold come back and the free heap is handed back (malloc_trim). Only acting once the threshold was
+    fixed (glibc's dynamic threshold already does this for a process that never fixed it). Nestable; threads
+    share it (mallopt is process-wide: the first to enter raises, the last to leave restores)."""
+    global _window_depth
     with _window_lock:
         active = _malloc_fixed
         if active:
-            if not _trim_set:
-                _trim_set = _mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP_BYTES)
             if _window_depth == 0:
+                _mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP_BYTES)
                 _mallopt(_M_MMAP_THRESHOLD, NETWORK_MMAP_THRESHOLD_BYTES)
             _window_depth += 1
     try:
@@ -84,3 +93,5 @@ def network_allocations_on_heap() -> Iterator[None]:
                 _window_depth -= 1
                 if _window_depth == 0:
                     _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                    _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+                    _malloc_trim()
