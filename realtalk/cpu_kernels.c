@@ -1,15 +1,15 @@
 /* Fused CPU kernels for the RealTalk renderer's inference path (realtalk/cpu_kernels.py builds and loads this).
  *
  * Why: at 256 px the small renderer is memory-bound on a CPU. Eager torch runs a norm + modulation + leaky
- * ReLU as 5-6 passes over the activation (mean, x - mean, square, mean, addcmul, leaky_relu_), and a
- * nearest 2x upsample + channel concat as a broadcast strided copy at ~1 GB/s. Here each is one or two
- * passes over NHWC (channels_last) fp32 memory.
+ * ReLU as 5-6 passes over the activation (mean, x - mean, square, mean, addcmul, leaky_relu_), and writes
+ * a nearest 2x upsample + channel concat only for a 1x1 conv to read it. Here the norm is two passes over
+ * NHWC (channels_last) fp32 memory, and the skip merge adds the low-resolution half's upsample in place.
  *
  * Numerics: statistics accumulate in double with a per-channel shift (the sample's first pixel), so the
  * mean and the variance are exact to double rounding (no cancellation at fp32 level); the output is
  * fmaf((x - mean_hi) - mean_lo, a, b) in fp32, the mean carried as two floats and a = gamma * rstd rounded
  * once from double: torch's (x - mean) * a + b, without the error of a mean rounded to fp32 where the mean is
- * far above the spread. The copies are exact.
+ * far above the spread.
  *
  * Threads: OpenMP; inside the torch process it is torch's own libgomp (same soname), so
  * torch.set_num_threads governs it.
@@ -127,25 +127,6 @@ int rt_affine_act_nhwc(const float *x, float *y, int64_t B, int64_t HW, int64_t 
             } else {
                 for (int64_t c = 0; c < C; ++c) yi[c] = fmaf((xi[c] - m[c]) - ml[c], a[c], o[c]);
             }
-        }
-    }
-    return 0;
-}
-
-/* out[b, Y, X, :c] = x[b, Y/2, X/2, :], out[b, Y, X, c:] = skip[b, Y, X, :] (NHWC): nearest 2x upsample + concat. */
-int rt_upsample2x_cat_nhwc(const float *x, const float *skip, float *out, int64_t B, int64_t h, int64_t w,
-                           int64_t c, int64_t cs) {
-    if (B <= 0 || h <= 0 || w <= 0 || c <= 0 || cs < 0) return 1;
-    const int64_t W = 2 * w, co = c + cs;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < B * 2 * h; ++r) {
-        const int64_t b = r / (2 * h), Y = r % (2 * h);
-        const float *xr = x + ((b * h + Y / 2) * w) * c;
-        const float *sr = skip + ((b * 2 * h + Y) * W) * cs;
-        float *orow = out + ((b * 2 * h + Y) * W) * co;
-        for (int64_t X = 0; X < W; ++X) {
-            memcpy(orow + X * co, xr + (X / 2) * c, (size_t)c * sizeof(float));
-            if (cs) memcpy(orow + X * co + c, sr + X * cs, (size_t)cs * sizeof(float));
         }
     }
     return 0;

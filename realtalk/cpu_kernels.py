@@ -1,9 +1,9 @@
 """Fused fp32 channels_last CPU kernels for the renderer's inference path (issue 16 item 4), as torch ops.
 
 Why: at 256 px the small renderer is memory-bound on a CPU; eager torch spends 5-6 passes over an activation
-on a norm + modulation + leaky ReLU and copies a nearest 2x upsample + concat at ~1 GB/s. `cpu_kernels.c` does
-the norm as one statistics pass (double accumulation) and one apply pass, and the upsample + concat as row
-copies. Registered as torch ops (`torch.ops.realtalk.*`, CPU only) so that dispatch modes see them: the
+on a norm + modulation + leaky ReLU and writes a nearest 2x upsample + concat only for the FIA's 1x1 merge to
+read it. `cpu_kernels.c` does the norm as one statistics pass (double accumulation) and one apply pass, and
+`upsample2x_merge` never writes the concatenation. Registered as torch ops (`torch.ops.realtalk.*`, CPU only) so that dispatch modes see them: the
 floor table's byte counter (harness.core.flops.count_bytes) counts each pass's reads and writes.
 
 Built at first use with the system C compiler (gcc -O3 -march=native -fopenmp) into
@@ -100,10 +100,8 @@ def _load() -> ctypes.CDLL | None:
                 i64, f64, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
                 lib.rt_norm_stats_nhwc.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, f64, ptr, i64, f64, ptr]
                 lib.rt_affine_act_nhwc.argtypes = [ptr, ptr, i64, i64, i64, ptr, f64, ctypes.c_int]
-                lib.rt_upsample2x_cat_nhwc.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
                 lib.rt_add_upsampled2x_nhwc.argtypes = [ptr, ptr, i64, i64, i64, i64]
-                for fn in (lib.rt_norm_stats_nhwc, lib.rt_affine_act_nhwc, lib.rt_upsample2x_cat_nhwc,
-                           lib.rt_add_upsampled2x_nhwc):
+                for fn in (lib.rt_norm_stats_nhwc, lib.rt_affine_act_nhwc, lib.rt_add_upsampled2x_nhwc):
                     fn.restype = ctypes.c_int
                 _state["why"] = f"on ({path})"
             except Exception as exc:  # noqa: BLE001 - any build/load failure: the torch path stays
@@ -140,7 +138,6 @@ _lib = torch.library.Library("realtalk", "DEF")
 _lib.define("norm_stats_nhwc(Tensor x, int groups, Tensor? gamma, Tensor? beta, float gamma_add, float eps) -> Tensor")
 _lib.define("affine_act_nhwc(Tensor x, Tensor coef, float slope, bool act) -> Tensor")
 _lib.define("affine_act_nhwc_(Tensor(a!) x, Tensor coef, float slope, bool act) -> Tensor(a!)")
-_lib.define("upsample2x_cat_nhwc(Tensor x, Tensor skip) -> Tensor")
 _lib.define("add_upsampled2x_nhwc_(Tensor(a!) y, Tensor low) -> Tensor(a!)")
 
 
@@ -181,15 +178,6 @@ def _affine_act_cpu_(x: Tensor, coef: Tensor, slope: float, act: bool) -> Tensor
     return x
 
 
-def _upsample2x_cat_cpu(x: Tensor, skip: Tensor) -> Tensor:
-    b, c, h, w = x.shape
-    cs = skip.shape[1]
-    out = torch.empty((b, c + cs, 2 * h, 2 * w), dtype=x.dtype, memory_format=torch.channels_last)
-    _check(_load().rt_upsample2x_cat_nhwc(x.data_ptr(), skip.data_ptr(), out.data_ptr(), b, h, w, c, cs),
-           "upsample2x_cat_nhwc")
-    return out
-
-
 def _add_upsampled2x_cpu(y: Tensor, low: Tensor) -> Tensor:
     b, c, h, w = low.shape
     _check(_load().rt_add_upsampled2x_nhwc(y.data_ptr(), low.data_ptr(), b, h, w, c), "add_upsampled2x_nhwc_")
@@ -200,7 +188,6 @@ _lib.impl("norm_stats_nhwc", _norm_stats_cpu, "CPU")
 _lib.impl("add_upsampled2x_nhwc_", _add_upsampled2x_cpu, "CPU")
 _lib.impl("affine_act_nhwc", _affine_act_cpu, "CPU")
 _lib.impl("affine_act_nhwc_", _affine_act_cpu_, "CPU")
-_lib.impl("upsample2x_cat_nhwc", _upsample2x_cat_cpu, "CPU")
 
 
 # ---------------------------------------------------------------- what the renderer calls
@@ -219,15 +206,6 @@ def norm_leaky_relu(x: Tensor, groups: int, gamma: Tensor | None, beta: Tensor |
     coef = torch.ops.realtalk.norm_stats_nhwc(x, groups, gamma, beta, gamma_add, eps)
     apply = torch.ops.realtalk.affine_act_nhwc_ if inplace else torch.ops.realtalk.affine_act_nhwc
     return apply(x, coef, 0.0 if slope is None else slope, slope is not None)
-
-
-def upsample2x_cat(x: Tensor, skip: Tensor) -> Tensor | None:
-    """cat([nearest 2x upsample of x, skip], 1) in channels_last, bit for bit; None when not applicable."""
-    if torch.is_grad_enabled() or not (_nhwc_ok(x) and _nhwc_ok(skip)) or not available():
-        return None
-    if skip.shape[0] != x.shape[0] or skip.shape[2:] != (2 * x.shape[2], 2 * x.shape[3]):
-        return None
-    return torch.ops.realtalk.upsample2x_cat_nhwc(x, skip)
 
 
 def upsample2x_merge(x: Tensor, skip: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:

@@ -1,5 +1,5 @@
 """realtalk/cpu_kernels: the renderer's fused fp32 channels_last CPU kernels (norm + modulation + leaky ReLU,
-upsample + concat, the low-resolution skip merge), held to the float64 evaluation of the composite maths within
+the low-resolution skip merge), held to the float64 evaluation of the composite maths within
 the fp32 rounding of their reductions, built with the machine's C compiler (a failing build is reported and the
 torch path stays), and visible to dispatch modes (the floor table's byte counter)."""
 from __future__ import annotations
@@ -93,7 +93,8 @@ def test_kernels_decline_what_they_do_not_cover():
     assert cpu_kernels.norm_leaky_relu(_cl(x).double(), 8, s.double(), s.double()) is None
     with torch.enable_grad():
         assert cpu_kernels.norm_leaky_relu(_cl(x).requires_grad_(True), 8, s, s) is None
-    assert cpu_kernels.upsample2x_cat(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 8, 8)) is None  # NCHW
+    assert cpu_kernels.upsample2x_merge(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 8, 8),
+                                        torch.randn(4, 4, 1, 1), None) is None  # NCHW
     assert cpu_kernels.upsample2x_merge(_cl(torch.randn(1, 2, 4, 4)), _cl(torch.randn(1, 3, 8, 7)),
                                         torch.randn(4, 5, 1, 1), None) is None  # skip not at 2x
 

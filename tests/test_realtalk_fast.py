@@ -459,7 +459,7 @@ def test_adain_leaky_relu_equals_the_composite(shape, channels_last, cpu_kernels
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_upsample2x_cat_is_interpolate_then_cat_exactly(channels_last, cpu_kernels_on):
+def test_upsample2x_cat_is_interpolate_then_cat_exactly(channels_last):
     """upsample2x_cat only copies: equal to interpolate(nearest, 2x) + cat bit for bit, same memory format."""
     from realtalk.renderer import upsample2x_cat
 

@@ -13,8 +13,9 @@ large allocations live).
   malloc_trim), because kept for good the dirty free heap served every later big allocation that used to
   be fresh zero pages (with the heap kept, one CI run saw tests/test_streamed_media.py's write-twice file
   differ by a few bytes; not reproduced in isolation, but a process-wide change of what uninitialised memory
-  holds must not outlive the call that wanted it). So the first network call of each window faults afresh. The metric
-  networks (Inception, SyncNet, LPIPS, FAN) are compute-bound and measured no different, so they do not use it.
+  holds must not outlive the call that wanted it). So the first network call of each window faults afresh.
+  The metric networks (Inception, SyncNet, LPIPS, FAN) are compute-bound and measured no different, so they
+  do not use it.
 Both are no-ops where the C library has no mallopt (not glibc).
 """
 from __future__ import annotations
