@@ -175,8 +175,9 @@ class RealTalkPipeline:
 
         ck = torch.load(Path(path), map_location="cpu", weights_only=False)
         cfg = RealTalkConfig.from_dict(ck["config"])
-        a2e, ren = AudioToExpression(cfg.a2e), Renderer(cfg.renderer)
-        a2e.load_state_dict(ck["a2e"])
+        from realtalk.a2e_ensemble import a2e_from_state
+
+        a2e, ren = a2e_from_state(cfg.a2e, ck["a2e"]), Renderer(cfg.renderer)  # one A2E or a seed ensemble
         ren.load_state_dict(ck["renderer"])
         fm_name, _, fm_fp = str(ck.get("face_model", "landmark68:")).partition(":")
         fm = get_face_model(fm_name)

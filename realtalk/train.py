@@ -197,6 +197,9 @@ def _fit(st: _Stage, cfg: RealTalkConfig, settings: TrainSettings, world: World,
     step, history, val_rows = 0, [], []
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
+        if ck.get("kind") == ENSEMBLE_KIND:
+            raise ValueError(f"{ckpt_path} is an A2E seed ensemble: resume it with the same --ensemble K "
+                             "(each member resumes from its own folder)")
         model.load_state_dict(ck["model"])
         st.opt.load_state_dict(ck["optimizer"])
         if "scheduler" in ck:
@@ -562,6 +565,51 @@ def evaluate_renderer(model: Renderer, clips: list[ClipData], face_model: Any, c
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+ENSEMBLE_KIND = "a2e_ensemble"
+
+
+def member_dir(out_dir: str | Path, k: int) -> Path:
+    """Where member k of an A2E seed ensemble trains (its own resumable a2e.pt and logs)."""
+    return Path(out_dir) / f"a2e-member{k}"
+
+
+def write_a2e_ensemble(member_ckpts: list[Path], dst: str | Path, command: str | None = None) -> Path:
+    """One a2e.pt holding a seed ensemble (realtalk.a2e_ensemble) of trained A2E stage checkpoints: their raw
+    and EMA weights as A2EEnsemble state_dicts, member 0's config, and each member's seed, steps, final loss
+    and validation rows. export_combined and realtalk.inference read it like a single A2E's file; it holds
+    no optimiser state (each member's own checkpoint does, for --resume)."""
+    from realtalk.a2e_ensemble import ensemble_state
+
+    cks = [load_checkpoint(p) for p in member_ckpts]
+    first = cks[0]
+    for p, ck in zip(member_ckpts, cks):
+        if ck.get("stage") != "a2e":
+            raise ValueError(f"{p}: not an A2E stage checkpoint (stage {ck.get('stage')!r})")
+        if ck["config"]["a2e"] != first["config"]["a2e"]:
+            raise ValueError(f"{p}: A2E config differs from {member_ckpts[0]}'s")
+        for key in ("face_model", "featurizer"):
+            if ck.get(key) != first.get(key):
+                raise ValueError(f"{p}: {key} {ck.get(key)!r} differs from {member_ckpts[0]}'s {first.get(key)!r}")
+    has_ema = all("ema" in ck for ck in cks)
+    obj = {"format": CKPT_FORMAT, "stage": "a2e", "kind": ENSEMBLE_KIND,
+           "model": ensemble_state([ck["model"] for ck in cks]),
+           "step": min(int(ck["step"]) for ck in cks), "config": first["config"],
+           "face_model": first["face_model"], "featurizer": first.get("featurizer", "logmel"),
+           "command": command, "git_hash": git_hash(), "losses": [], "validation": [],
+           "ensemble": {"members": len(cks), "checkpoints": [str(p) for p in member_ckpts],
+                        "seeds": [int(ck["config"]["train"]["seed"]) for ck in cks],
+                        "steps": [int(ck["step"]) for ck in cks],
+                        "final_loss": [float(ck["losses"][-1]) if ck.get("losses") else float("nan")
+                                       for ck in cks],
+                        "validation": [list(ck.get("validation", [])) for ck in cks]}}
+    if has_ema:
+        obj["ema"] = {"decay": float(first["ema"]["decay"]), "n": min(int(ck["ema"]["n"]) for ck in cks),
+                      "shadow": ensemble_state([ck["ema"]["shadow"] for ck in cks])}
+    dst = Path(dst)
+    atomic_torch_save(obj, dst)
+    return dst
+
+
 def export_combined(a2e_ckpt: str | Path, renderer_ckpt: str | Path, dst: str | Path,
                     extra: dict[str, Any] | None = None) -> Path:
     """One inference file: both stages' EMA weights (the raw ones for checkpoints made before EMA) + the
@@ -577,6 +625,8 @@ def export_combined(a2e_ckpt: str | Path, renderer_ckpt: str | Path, dst: str | 
            "a2e_step": a["step"], "renderer_step": r["step"], "face_model": a["face_model"],
            "featurizer": a.get("featurizer", "logmel"), "git_hash": git_hash(),
            "train_commands": {"a2e": a.get("command"), "renderer": r.get("command")}, **(extra or {})}
+    if "ensemble" in a:  # a seed ensemble's members (seeds, steps, losses, validation) travel with it
+        obj["a2e_ensemble"] = a["ensemble"]
     dst = Path(dst)
     atomic_torch_save(obj, dst)
     return dst

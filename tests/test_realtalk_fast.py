@@ -568,8 +568,9 @@ def test_demo_checkpoint_gives_the_composite_frames():
     from realtalk.config import RealTalkConfig
 
     cfg = RealTalkConfig.from_dict(ck["config"])
-    a2e, ren = AudioToExpression(cfg.a2e).eval(), Renderer(cfg.renderer).eval()
-    a2e.load_state_dict(ck["a2e"])
+    from realtalk.a2e_ensemble import a2e_from_state
+
+    a2e, ren = a2e_from_state(cfg.a2e, ck["a2e"]).eval(), Renderer(cfg.renderer).eval()
     ren.load_state_dict(ck["renderer"])
     s, b, c = cfg.renderer.size, 3, cfg.renderer
     g = torch.Generator().manual_seed(11)

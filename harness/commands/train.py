@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", default="logmel", choices=["logmel", "hubert", "phones", "phones+logmel"])
     p.add_argument("--face-model", default="landmark68", choices=["landmark68", "bfm"])
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="a2e only: train K members with seeds seed..seed+K-1 (each in <out>/a2e-member<k>/, resumable) "
+                        "and write <out>/a2e.pt as their seed ensemble (the mean of their expressions; ours)")
     p.add_argument("--a2e-dropout", type=float, default=None, help="A2E dropout (default: the config's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true")
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {args.device}: no CUDA device here (torch {torch.__version__})")
+    if args.ensemble < 1 or (args.ensemble > 1 and args.stage != "a2e"):
+        raise BenchError(f"--ensemble {args.ensemble}: K >= 1, and K > 1 only for the a2e stage")
     settings = _settings(args)
     try:
         settings.validate()
@@ -120,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
               progress=not args.no_progress and world.main, command=command, settings=settings, val_clips=val,
               world=world, log=log)
     try:
-        if args.stage == "a2e":
+        if args.stage == "a2e" and args.ensemble > 1:
+            summary = _train_ensemble(args.ensemble, cfg, clips, fm, out, feat.name, command, world, log, kw)
+        elif args.stage == "a2e":
             summary = train_a2e(cfg, clips, fm, out, featurizer_name=feat.name, **kw)
         else:
             summary = train_renderer(cfg, clips, fm, out, **kw)
@@ -134,3 +141,27 @@ def run(args: argparse.Namespace) -> int:
             dst = export_combined(out / "a2e.pt", out / "renderer.pt", out / "realtalk.pt")
             print(f"combined checkpoint: {dst}")
     return 0
+
+
+def _train_ensemble(k: int, cfg, clips, fm, out: Path, featurizer: str, command: str | None, world, log,
+                    kw: dict) -> dict:
+    """K A2E members, seeds cfg.train.seed + i, one after the other (each resumable in its own folder), then
+    <out>/a2e.pt = their seed ensemble (realtalk.train.write_a2e_ensemble)."""
+    import copy
+
+    from realtalk.train import member_dir, train_a2e, write_a2e_ensemble
+
+    base = int(cfg.train.seed)
+    members, paths = [], []
+    for i in range(k):
+        cfg_i = copy.deepcopy(cfg)
+        cfg_i.train.seed = base + i
+        log(f"ensemble member {i + 1}/{k}: seed {base + i} -> {member_dir(out, i)}")
+        members.append(train_a2e(cfg_i, clips, fm, member_dir(out, i), featurizer_name=featurizer, **kw))
+        paths.append(member_dir(out, i) / "a2e.pt")
+    summary = {"stage": "a2e", "ensemble": k, "seeds": list(range(base, base + k)),
+               "final_loss": [m["final_loss"] for m in members], "wall_s": sum(m["wall_s"] for m in members)}
+    if world.main:
+        summary["checkpoint"] = str(write_a2e_ensemble(paths, out / "a2e.pt", command))
+    return summary
+
