@@ -170,6 +170,15 @@ class PhonesLogMelFeaturizer(AudioFeaturizer):
 FEATURIZERS = ("logmel", "hubert", "phones", "phones+logmel")
 
 
+def featurizer_dim(name: str) -> int | None:
+    """Token width of a featurizer known without building it (no decoder or network loaded); None for
+    'hubert' (its width is the weights' hidden size). Lets training refuse a config built for other tokens."""
+    from realtalk.phone_features import PHONES
+
+    phones = len(PHONES) + 1
+    return {"logmel": N_MELS, "phones": phones, "phones+logmel": phones + N_MELS}.get(name)
+
+
 def get_featurizer(name: str = "logmel", **kwargs) -> AudioFeaturizer:
     """'logmel' (offline default), 'hubert' (needs the weights 'hubert'; kwargs: path, device, layer),
     'phones' / 'phones+logmel' (PocketSphinx, weights 'pocketsphinx_en_us'; kwargs: folder)."""

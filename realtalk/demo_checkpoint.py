@@ -95,7 +95,8 @@ def _train_demo(dst: Path, root, budget_s: float | None, log) -> Path:
     work = dst.parent / "realtalk-demo-small.work"
     a2e, ren = AudioToExpression(cfg.a2e), Renderer(cfg.renderer)
     held = {"a2e_before": evaluate_a2e(a2e, test, fm, cfg), "renderer_before": evaluate_renderer(ren, test, fm, cfg)}
-    sa = train_a2e(cfg, train, fm, work, steps=10**9, time_budget=0.15 * budget, model=a2e, progress=False, log=log)
+    sa = train_a2e(cfg, train, fm, work, steps=10**9, time_budget=0.15 * budget, model=a2e, progress=False, log=log,
+                   featurizer_name=feat.name)
     sr = train_renderer(cfg, train, fm, work, steps=10**9, time_budget=0.85 * budget, model=ren, progress=False,
                         log=log)
     held["a2e_after"] = evaluate_a2e(a2e, test, fm, cfg)

@@ -391,9 +391,14 @@ def train_a2e(cfg: RealTalkConfig, clips: list[ClipData], face_model: Any, out_d
               val_clips: list[ClipData] | Any | None = None, world: World | None = None) -> dict[str, Any]:
     """Adam on MSE(beta) + mouth_weight * mouth-vertex MSE over random windows. `clips`: ClipData list or a
     ShardStore; `val_clips` (held-out) are validated under inference conditions (realtalk.validation)."""
+    from realtalk.audio_features import featurizer_dim
     from realtalk.datasets import A2EWindowDataset
     from realtalk.validation import validate_a2e
 
+    want = featurizer_dim(featurizer_name)  # the name is stored in the checkpoint: inference builds those tokens
+    if want is not None and want != cfg.a2e.audio_dim:
+        raise ValueError(f"featurizer {featurizer_name!r} gives {want}-d audio tokens, the A2E config expects "
+                         f"{cfg.a2e.audio_dim}-d (pass the featurizer the config was built with)")
     settings, world, device = _setup(settings, world, face_model)
     _seed(cfg.train.seed)
     model = model or AudioToExpression(cfg.a2e)

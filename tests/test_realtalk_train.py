@@ -139,3 +139,25 @@ def test_split_data_in_worker_processes_equals_serial(data_root):
     for a, b in zip(serial, pooled):
         for name in ("crops", "alpha", "beta", "rho", "audio"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_a2e_training_refuses_tokens_its_config_was_not_built_for(real, tmp_path):
+    """The featurizer name is stored in the checkpoint and inference builds its tokens: a phones+log-mel
+    config trained under the default name 'logmel' (the demo fallback did) would load and then fail at the
+    first clip, so training refuses it up front."""
+    import copy
+
+    from realtalk.audio_features import featurizer_dim, get_featurizer
+    from realtalk.train import train_a2e
+
+    for name in ("logmel", "phones", "phones+logmel"):  # the static widths are the built featurizers' widths
+        assert featurizer_dim(name) == get_featurizer(name).dim, name
+    assert featurizer_dim("hubert") is None
+    fm, cfg, clips = real
+    wide = copy.deepcopy(cfg)
+    wide.a2e.audio_dim = featurizer_dim("phones+logmel")
+    with pytest.raises(ValueError, match=r"featurizer 'logmel' gives 80-d audio tokens, the A2E config expects 121-d"):
+        train_a2e(wide, clips, fm, tmp_path, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"'phones' gives 41-d .* expects 80-d"):
+        train_a2e(cfg, clips, fm, tmp_path, steps=1, featurizer_name="phones", progress=False)
+    assert not (tmp_path / "a2e.pt").exists()
