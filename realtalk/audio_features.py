@@ -134,10 +134,10 @@ class PhoneFeaturizer(AudioFeaturizer):
     cache_version = "2"  # bump when the decoding changes (2: fresh decoders per utterance) (part of the token cache key, realtalk/data.py)
 
     def __init__(self, folder: str | Path | None = None) -> None:
-        from realtalk.phone_features import PHONES, PhoneRecognizer
+        from realtalk.phone_features import PHONE_TOKEN_DIM, PhoneRecognizer
 
         self.recognizer = PhoneRecognizer(folder)
-        self.dim = len(PHONES) + 1
+        self.dim = PHONE_TOKEN_DIM
         self.last_method = ""
         self.methods_used: dict[str, int] = {}
 
@@ -173,10 +173,9 @@ FEATURIZERS = ("logmel", "hubert", "phones", "phones+logmel")
 def featurizer_dim(name: str) -> int | None:
     """Token width of a featurizer known without building it (no decoder or network loaded); None for
     'hubert' (its width is the weights' hidden size). Lets training refuse a config built for other tokens."""
-    from realtalk.phone_features import PHONES
+    from realtalk.phone_features import PHONE_TOKEN_DIM
 
-    phones = len(PHONES) + 1
-    return {"logmel": N_MELS, "phones": phones, "phones+logmel": phones + N_MELS}.get(name)
+    return {"logmel": N_MELS, "phones": PHONE_TOKEN_DIM, "phones+logmel": PHONE_TOKEN_DIM + N_MELS}.get(name)
 
 
 def get_featurizer(name: str = "logmel", **kwargs) -> AudioFeaturizer:

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from harness.core.frame_chunks import ForwardFrames
 from realtalk.a2e import AudioToExpression
+from realtalk.a2e_ensemble import a2e_from_state
 from realtalk.config import RealTalkConfig
 from realtalk.data import fit_tokens, sample_history, to_image
 from realtalk.fast import ClipExpressions, FastRealTalk, window_starts, window_weights
@@ -175,8 +176,6 @@ class RealTalkPipeline:
 
         ck = torch.load(Path(path), map_location="cpu", weights_only=False)
         cfg = RealTalkConfig.from_dict(ck["config"])
-        from realtalk.a2e_ensemble import a2e_from_state
-
         a2e, ren = a2e_from_state(cfg.a2e, ck["a2e"]), Renderer(cfg.renderer)  # one A2E or a seed ensemble
         ren.load_state_dict(ck["renderer"])
         fm_name, _, fm_fp = str(ck.get("face_model", "landmark68:")).partition(":")

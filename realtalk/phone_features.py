@@ -26,6 +26,7 @@ PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH",
           "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W",
           "Y", "Z", "ZH")
 PHONE_INDEX = {p: i for i, p in enumerate(PHONES)}
+PHONE_TOKEN_DIM = len(PHONES) + 1  # one-hot phone + position within it (phone_tokens)
 FRAME_S = 0.01  # PocketSphinx's frame shift (feat.params: 100 frames/s, 25.6 ms window)
 
 
@@ -110,12 +111,12 @@ def frame_labels(seg: PhoneSegments, n10: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def phone_tokens(seg: PhoneSegments, n_tokens: int, token_s: float = 0.02) -> np.ndarray:
-    """[n_tokens, len(PHONES) + 1]: one-hot phone + position within it, token i read at the 10-ms frame
+    """[n_tokens, PHONE_TOKEN_DIM]: one-hot phone + position within it, token i read at the 10-ms frame
     nearest its centre i*token_s (a PocketSphinx frame j is centred at j*10 + 12.8 ms: j = i*token_s/0.01 - 1)."""
     step = int(round(token_s / FRAME_S))
     j = np.maximum(step * np.arange(n_tokens) - 1, 0)
     lab, pos = frame_labels(seg, int(j.max()) + 1 if n_tokens else 0)
-    out = np.zeros((n_tokens, len(PHONES) + 1), np.float32)
+    out = np.zeros((n_tokens, PHONE_TOKEN_DIM), np.float32)
     out[np.arange(n_tokens), lab[j]] = 1.0
     out[:, -1] = pos[j]
     return out

@@ -19,6 +19,24 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def real_train_clip(data_root):
+    """(face model, small config for log-mel tokens, [the demo split's first train clip, 40 frames = 1.6 s],
+    its split entry): a real batch for training tests. Module scope: tests may edit the config."""
+    from harness.core.splits import load_split
+    from realtalk.audio_features import get_featurizer
+    from realtalk.config import small
+    from realtalk.data import load_clip_data
+    from realtalk.face_models import load_default_face_model
+
+    fm = load_default_face_model()
+    feat = get_featurizer("logmel")
+    entry = next(c for c in load_split("demo").clips if c.role == "train")
+    clip = load_clip_data(entry, data_root, fm, feat, max_frames=40)
+    cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_audio_dim(feat.dim)
+    return fm, cfg, [clip], entry
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never touch the user's cache: REALTALK_BENCH_HOME points at a session temp folder

@@ -89,23 +89,7 @@ def test_state_size_and_loading(a2e_cfg):
         ensemble_state([members[0].state_dict(), AudioToExpression(other).state_dict()])
 
 
-@pytest.fixture(scope="module")
-def real(data_root):
-    from harness.core.splits import load_split
-    from realtalk.audio_features import get_featurizer
-    from realtalk.config import small
-    from realtalk.data import load_clip_data
-    from realtalk.face_models import load_default_face_model
-
-    fm = load_default_face_model()
-    feat = get_featurizer("logmel")
-    entry = next(c for c in load_split("demo").clips if c.role == "train")
-    clip = load_clip_data(entry, data_root, fm, feat, max_frames=40)  # 1.6 s of a real train clip
-    cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_audio_dim(feat.dim)
-    return fm, cfg, [clip], entry
-
-
-def test_trained_members_to_combined_file_to_pipeline(real, tmp_path, data_root):
+def test_trained_members_to_combined_file_to_pipeline(real_train_clip, tmp_path, data_root):
     """Two real (tiny) A2E trainings -> write_a2e_ensemble -> export_combined -> RealTalkPipeline: the loaded
     A2E is the ensemble of the members' EMA weights and its expressions are the mean of the members'."""
     from harness.core.splits import load_clip_media
@@ -114,7 +98,7 @@ def test_trained_members_to_combined_file_to_pipeline(real, tmp_path, data_root)
     from realtalk.train import (ENSEMBLE_KIND, export_combined, load_checkpoint, member_dir, train_a2e,
                                 train_renderer, write_a2e_ensemble)
 
-    fm, cfg, clips, entry = real
+    fm, cfg, clips, entry = real_train_clip
     paths = []
     for i in range(2):
         c = copy.deepcopy(cfg)

@@ -7,30 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from realtalk.config import small
 
-
-@pytest.fixture(scope="module")
-def real(data_root):
-    from harness.core.splits import load_split
-    from realtalk.audio_features import get_featurizer
-    from realtalk.data import load_clip_data
-    from realtalk.face_models import load_default_face_model
-
-    fm = load_default_face_model()
-    feat = get_featurizer("logmel")
-    entry = next(c for c in load_split("demo").clips if c.role == "train")
-    clip = load_clip_data(entry, data_root, fm, feat, max_frames=40)  # 1.6 s of a real train clip
-    cfg = small().with_face_model(fm.n_id, fm.n_exp, fm.n_pose).with_audio_dim(feat.dim)
-    return fm, cfg, [clip]
-
-
-def test_a2e_steps_reduce_loss_on_real_batch(real):
+def test_a2e_steps_reduce_loss_on_real_batch(real_train_clip):
     from realtalk.a2e import AudioToExpression
     from realtalk.data import A2EWindows
     from realtalk.losses import a2e_loss
 
-    fm, cfg, clips = real
+    fm, cfg, clips, _ = real_train_clip
     torch.manual_seed(0)
     model = AudioToExpression(cfg.a2e)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -48,7 +31,7 @@ def test_a2e_steps_reduce_loss_on_real_batch(real):
 
 
 @pytest.mark.parametrize("output", ["ref_residual", "sigmoid"])
-def test_renderer_steps_reduce_loss_on_real_batch(real, output):
+def test_renderer_steps_reduce_loss_on_real_batch(real_train_clip, output):
     """Both heads (small's reference residual, the paper's sigmoid) learn on a fixed real batch; the
     adversarial term is left out (a random discriminator's gradient is noise over 6 steps)."""
     import dataclasses
@@ -58,7 +41,7 @@ def test_renderer_steps_reduce_loss_on_real_batch(real, output):
     from realtalk.renderer import Renderer
     from realtalk.train import renderer_masks
 
-    fm, cfg, clips = real
+    fm, cfg, clips, _ = real_train_clip
     torch.manual_seed(0)
     model = Renderer(dataclasses.replace(cfg.renderer, output=output))
     crit = RendererLoss(disc_channels=8, disc_layers=2)
@@ -89,10 +72,10 @@ def test_renderer_steps_reduce_loss_on_real_batch(real, output):
     assert late[term] < 0.85 * losses[0][term]
 
 
-def test_train_loops_checkpoint_resume_and_export(real, tmp_path):
+def test_train_loops_checkpoint_resume_and_export(real_train_clip, tmp_path):
     from realtalk.train import export_combined, load_checkpoint, train_a2e, train_renderer
 
-    fm, cfg, clips = real
+    fm, cfg, clips, _ = real_train_clip
     cfg.train.log_every = 1
     s1 = train_a2e(cfg, clips, fm, tmp_path, steps=2, progress=False)
     assert s1["steps"] == 2 and (tmp_path / "a2e.pt").exists()
@@ -141,7 +124,7 @@ def test_split_data_in_worker_processes_equals_serial(data_root):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
-def test_a2e_training_refuses_tokens_its_config_was_not_built_for(real, tmp_path):
+def test_a2e_training_refuses_tokens_its_config_was_not_built_for(real_train_clip, tmp_path):
     """The featurizer name is stored in the checkpoint and inference builds its tokens: a phones+log-mel
     config trained under the default name 'logmel' (the demo fallback did) would load and then fail at the
     first clip, so training refuses it up front."""
@@ -153,7 +136,7 @@ def test_a2e_training_refuses_tokens_its_config_was_not_built_for(real, tmp_path
     for name in ("logmel", "phones", "phones+logmel"):  # the static widths are the built featurizers' widths
         assert featurizer_dim(name) == get_featurizer(name).dim, name
     assert featurizer_dim("hubert") is None
-    fm, cfg, clips = real
+    fm, cfg, clips, _ = real_train_clip
     wide = copy.deepcopy(cfg)
     wide.a2e.audio_dim = featurizer_dim("phones+logmel")
     with pytest.raises(ValueError, match=r"featurizer 'logmel' gives 80-d audio tokens, the A2E config expects 121-d"):
